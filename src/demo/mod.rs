@@ -4,3 +4,4 @@
 
 pub mod echo;
 pub mod emulator;
+pub mod run;

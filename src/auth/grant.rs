@@ -1,0 +1,89 @@
+//! `Grant`: what a successful introspection says about a token, in the form the later stages
+//! need. Identity header values are prepared once, when the grant enters the cache, so that a
+//! cache hit adds headers without formatting anything.
+
+use http::HeaderValue;
+use std::time::SystemTime;
+
+/// Header values for the identity headers, ready to insert.
+#[derive(Debug, Clone, Default)]
+pub struct IdentityValues {
+    pub subject: Option<HeaderValue>,
+    pub client_id: Option<HeaderValue>,
+    /// Space-separated scopes; present (possibly empty) on every grant.
+    pub scopes: Option<HeaderValue>,
+}
+
+/// An active token's facts.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub subject: Option<Box<str>>,
+    pub client_id: Option<Box<str>>,
+    pub scopes: Box<[Box<str>]>,
+    pub expires_at: Option<SystemTime>,
+    pub identity: IdentityValues,
+}
+
+impl Grant {
+    pub fn new(
+        subject: Option<String>,
+        client_id: Option<String>,
+        scopes: Vec<String>,
+        expires_at: Option<SystemTime>,
+    ) -> Self {
+        let identity = IdentityValues {
+            subject: subject.as_deref().map(header_value),
+            client_id: client_id.as_deref().map(header_value),
+            scopes: Some(header_value(&scopes.join(" "))),
+        };
+        Self {
+            subject: subject.map(Into::into),
+            client_id: client_id.map(Into::into),
+            scopes: scopes.into_iter().map(Into::into).collect(),
+            expires_at,
+            identity,
+        }
+    }
+
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| **s == *scope)
+    }
+}
+
+/// Identity values come from the authorization server, not from us: percent-encode anything
+/// outside visible ASCII and space so that no value can break header framing.
+fn header_value(raw: &str) -> HeaderValue {
+    if let Ok(v) = HeaderValue::from_str(raw)
+        && raw.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'%')
+    {
+        return v;
+    }
+    let mut encoded = String::with_capacity(raw.len() * 3);
+    for b in raw.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    HeaderValue::from_str(&encoded).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_values_are_safe_header_values() {
+        let g = Grant::new(
+            Some("al\r\nice".into()),
+            Some("café".into()),
+            vec!["a".into(), "b".into()],
+            None,
+        );
+        assert_eq!(g.identity.subject.as_ref().unwrap(), "al%0D%0Aice");
+        assert_eq!(g.identity.client_id.as_ref().unwrap(), "caf%C3%A9");
+        assert_eq!(g.identity.scopes.as_ref().unwrap(), "a b");
+        assert!(g.has_scope("a") && !g.has_scope("A"));
+    }
+}

@@ -1,0 +1,242 @@
+//! The configuration file as written: raw serde structures with `deny_unknown_fields` at every
+//! level (a typo must never silently weaken security). These types never leave `config/`;
+//! `compile.rs` turns them into validated structures.
+//!
+//! Values that later validation may reject carry a [`Spanned`] so that the error can name the
+//! line and column.
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+use std::collections::BTreeMap;
+
+pub(crate) type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileConfig {
+    pub listen: S<String>,
+    #[serde(default)]
+    pub admin_listen: Option<S<String>>,
+    #[serde(default)]
+    pub tls: Option<S<FileTls>>,
+    pub introspection: FileIntrospection,
+    #[serde(default)]
+    pub dpop: Option<S<FileDpop>>,
+    #[serde(default)]
+    pub public_origin: Option<S<String>>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<S<String>>,
+    #[serde(default)]
+    pub identity_headers: FileIdentityHeaders,
+    #[serde(default)]
+    pub limits: FileLimits,
+    pub upstreams: BTreeMap<String, FileUpstream>,
+    pub routes: Vec<FileRoute>,
+}
+
+// Parsed so that the schema is complete and a typo is reported; compile.rs refuses the section
+// until TLS termination lands.
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileTls {
+    pub cert_file: String,
+    pub key_file: String,
+    #[serde(default)]
+    pub client_ca_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileIntrospection {
+    #[serde(default)]
+    pub authlete: Option<S<FileAuthlete>>,
+    #[serde(default)]
+    pub rfc7662: Option<S<FileRfc7662>>,
+    #[serde(default = "default_introspection_timeout_ms")]
+    pub timeout_ms: S<u64>,
+    #[serde(default)]
+    pub cache: FileCache,
+}
+
+fn default_introspection_timeout_ms() -> S<u64> {
+    unspanned(2000)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileAuthlete {
+    pub base_url: S<String>,
+    #[serde(default = "default_api_version")]
+    pub api_version: S<u8>,
+    #[serde(default)]
+    pub service_id: Option<S<String>>,
+    #[serde(default)]
+    pub access_token: Option<S<String>>,
+    #[serde(default)]
+    pub api_key: Option<S<String>>,
+    #[serde(default)]
+    pub api_secret: Option<S<String>>,
+}
+
+fn default_api_version() -> S<u8> {
+    unspanned(3)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileRfc7662 {
+    pub endpoint: S<String>,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileCache {
+    #[serde(default = "default_max_entries")]
+    pub max_entries: S<u64>,
+    #[serde(default = "default_max_ttl_secs")]
+    pub max_ttl_secs: u64,
+    #[serde(default = "default_negative_ttl_secs")]
+    pub negative_ttl_secs: u64,
+    #[serde(default)]
+    pub negative_max_entries: Option<S<u64>>,
+}
+
+impl Default for FileCache {
+    fn default() -> Self {
+        Self {
+            max_entries: default_max_entries(),
+            max_ttl_secs: default_max_ttl_secs(),
+            negative_ttl_secs: default_negative_ttl_secs(),
+            negative_max_entries: None,
+        }
+    }
+}
+
+fn default_max_entries() -> S<u64> {
+    unspanned(100_000)
+}
+fn default_max_ttl_secs() -> u64 {
+    300
+}
+fn default_negative_ttl_secs() -> u64 {
+    5
+}
+
+// Parsed so that the schema is complete; only `enabled: false` is accepted until DPoP lands.
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileDpop {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default = "default_dpop_max_age")]
+    pub max_age_secs: u64,
+    #[serde(default = "default_dpop_skew")]
+    pub clock_skew_secs: u64,
+}
+
+fn default_dpop_max_age() -> u64 {
+    60
+}
+fn default_dpop_skew() -> u64 {
+    5
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileIdentityHeaders {
+    #[serde(default = "default_subject_header")]
+    pub subject: S<String>,
+    #[serde(default = "default_client_id_header")]
+    pub client_id: S<String>,
+    #[serde(default = "default_scopes_header")]
+    pub scopes: S<String>,
+}
+
+impl Default for FileIdentityHeaders {
+    fn default() -> Self {
+        Self {
+            subject: default_subject_header(),
+            client_id: default_client_id_header(),
+            scopes: default_scopes_header(),
+        }
+    }
+}
+
+fn default_subject_header() -> S<String> {
+    unspanned("X-Auth-Subject".into())
+}
+fn default_client_id_header() -> S<String> {
+    unspanned("X-Auth-Client-Id".into())
+}
+fn default_scopes_header() -> S<String> {
+    unspanned("X-Auth-Scopes".into())
+}
+
+/// Request limits. DESIGN.md fixes the token limit at 4096 bytes; the rest are tokengate's own
+/// safe defaults (README, "Behaviour choices").
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileLimits {
+    #[serde(default = "default_max_token_bytes")]
+    pub max_token_bytes: S<u64>,
+}
+
+impl Default for FileLimits {
+    fn default() -> Self {
+        Self {
+            max_token_bytes: default_max_token_bytes(),
+        }
+    }
+}
+
+fn default_max_token_bytes() -> S<u64> {
+    unspanned(4096)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileUpstream {
+    pub url: S<String>,
+    #[serde(default = "default_upstream_timeout_ms")]
+    pub timeout_ms: S<u64>,
+}
+
+fn default_upstream_timeout_ms() -> S<u64> {
+    unspanned(30_000)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileRoute {
+    pub name: S<String>,
+    #[serde(default)]
+    pub host: Option<S<String>>,
+    pub path: S<String>,
+    #[serde(default)]
+    pub methods: Option<S<Vec<String>>>,
+    pub upstream: S<String>,
+    #[serde(default)]
+    pub auth: FileAuth,
+    #[serde(default)]
+    pub scopes: Vec<S<String>>,
+    #[serde(default)]
+    pub forward_token: bool,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum FileAuth {
+    None,
+    #[default]
+    Required,
+}
+
+/// A default value has no place in the file; position 0:0 marks it and is never printed.
+fn unspanned<T>(value: T) -> S<T> {
+    let nowhere = serde_saphyr::Location::UNKNOWN;
+    Spanned::new(value, nowhere, nowhere)
+}

@@ -1,0 +1,231 @@
+//! Header hygiene for forwarded requests and returned responses.
+//!
+//! RFC 9110 section 7.6.1: "a proxy MUST parse the Connection header field before a message is
+//! forwarded and, for each connection-option in this field, remove any header or trailer field(s)
+//! from the message with the same name as the connection-option, and then remove the Connection
+//! header field itself". The listed names are removed *before* tokengate adds its own headers,
+//! so `Connection: X-Auth-Subject` cannot remove an identity header the gateway sets.
+
+use crate::auth::Grant;
+use crate::config::IdentityHeaders;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use std::net::IpAddr;
+
+/// Hop-by-hop fields that are never forwarded, whatever `Connection` says.
+const HOP_BY_HOP: &[HeaderName] = &[
+    header::CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
+];
+const KEEP_ALIVE: &str = "keep-alive";
+const PROXY_CONNECTION: &str = "proxy-connection";
+
+/// Headers that describe the client to the upstream; from an untrusted peer they are lies.
+const FORWARDING: &[&str] = &[
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-real-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+];
+
+/// Removes hop-by-hop fields, including those named in `Connection`. When `keep_upgrade` is set
+/// (a WebSocket handshake), `Connection: upgrade` and `Upgrade` survive so the upstream sees the
+/// handshake.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let mut listed: Vec<HeaderName> = Vec::new();
+    for value in headers.get_all(header::CONNECTION) {
+        let Ok(value) = value.to_str() else { continue };
+        for name in value.split(',') {
+            if let Ok(name) = HeaderName::from_bytes(name.trim().as_bytes())
+                && !is_protected(&name)
+            {
+                listed.push(name);
+            }
+        }
+    }
+    for name in listed {
+        if !(keep_upgrade && name == header::UPGRADE) {
+            headers.remove(&name);
+        }
+    }
+    for name in HOP_BY_HOP {
+        if keep_upgrade && (name == header::CONNECTION || name == header::UPGRADE) {
+            continue;
+        }
+        headers.remove(name);
+    }
+    headers.remove(KEEP_ALIVE);
+    headers.remove(PROXY_CONNECTION);
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// `Connection` may not remove what the request's meaning depends on.
+fn is_protected(name: &HeaderName) -> bool {
+    name == header::HOST
+        || name == header::CONTENT_LENGTH
+        || name == header::AUTHORIZATION
+        || name.as_str() == "dpop"
+}
+
+/// Removes every client-sent copy of the identity headers (on every route, public ones too).
+pub fn strip_identity(headers: &mut HeaderMap, identity: &IdentityHeaders) {
+    headers.remove(&identity.subject);
+    headers.remove(&identity.client_id);
+    headers.remove(&identity.scopes);
+}
+
+/// Sets the identity headers from a grant.
+pub fn add_identity(headers: &mut HeaderMap, identity: &IdentityHeaders, grant: &Grant) {
+    if let Some(v) = &grant.identity.subject {
+        headers.insert(identity.subject.clone(), v.clone());
+    }
+    if let Some(v) = &grant.identity.client_id {
+        headers.insert(identity.client_id.clone(), v.clone());
+    }
+    if let Some(v) = &grant.identity.scopes {
+        headers.insert(identity.scopes.clone(), v.clone());
+    }
+}
+
+/// What the gateway knows about the client connection.
+pub struct Peer<'a> {
+    pub ip: IpAddr,
+    pub trusted: bool,
+    /// `http` or `https`: the listener's scheme.
+    pub proto: &'static str,
+    pub host: Option<&'a str>,
+}
+
+/// Discards forwarding headers from an untrusted peer and writes fresh ones. From a trusted
+/// proxy the existing chain is kept and the peer appended (X-Forwarded-For: real peer last).
+pub fn set_forwarding(headers: &mut HeaderMap, peer: &Peer<'_>) {
+    let xff = HeaderName::from_static("x-forwarded-for");
+    let xfp = HeaderName::from_static("x-forwarded-proto");
+    let xfh = HeaderName::from_static("x-forwarded-host");
+    let mut chain = String::new();
+    if peer.trusted {
+        for v in headers.get_all(&xff) {
+            if let Ok(v) = v.to_str() {
+                if !chain.is_empty() {
+                    chain.push_str(", ");
+                }
+                chain.push_str(v.trim());
+            }
+        }
+    }
+    let keep_proto = peer.trusted && headers.contains_key(&xfp);
+    let keep_host = peer.trusted && headers.contains_key(&xfh);
+    if !peer.trusted {
+        for name in FORWARDING {
+            headers.remove(*name);
+        }
+    }
+    if !chain.is_empty() {
+        chain.push_str(", ");
+    }
+    chain.push_str(&peer.ip.to_string());
+    if let Ok(v) = HeaderValue::from_str(&chain) {
+        headers.insert(xff, v);
+    }
+    if !keep_proto {
+        headers.insert(xfp, HeaderValue::from_static(peer.proto));
+    }
+    if !keep_host && let Some(host) = peer.host.and_then(|h| HeaderValue::from_str(h).ok()) {
+        headers.insert(xfh, host);
+    }
+}
+
+/// Response side: hop-by-hop fields from the upstream are not the client's business either.
+pub fn strip_response(headers: &mut HeaderMap, keep_upgrade: bool) {
+    strip_hop_by_hop(headers, keep_upgrade);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn connection_listed_and_fixed_hop_by_hop_are_removed() {
+        let mut h = map(&[
+            ("connection", "close, x-secret, host, authorization"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("proxy-authorization", "Bearer t"),
+            ("host", "a"),
+            ("authorization", "Bearer t"),
+            ("x-keep", "1"),
+        ]);
+        strip_hop_by_hop(&mut h, false);
+        assert!(
+            h.get("x-secret").is_none() && h.get("keep-alive").is_none() && h.get("te").is_none()
+        );
+        assert!(h.get("connection").is_none() && h.get("proxy-authorization").is_none());
+        assert!(
+            h.get("host").is_some()
+                && h.get("authorization").is_some()
+                && h.get("x-keep").is_some()
+        );
+    }
+
+    #[test]
+    fn untrusted_forwarding_headers_are_replaced() {
+        let mut h = map(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-proto", "https"),
+            ("forwarded", "for=1.2.3.4"),
+            ("x-real-ip", "1.2.3.4"),
+        ]);
+        let peer = Peer {
+            ip: "10.0.0.9".parse().unwrap(),
+            trusted: false,
+            proto: "http",
+            host: Some("api.example"),
+        };
+        set_forwarding(&mut h, &peer);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.9");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "api.example");
+        assert!(h.get("forwarded").is_none() && h.get("x-real-ip").is_none());
+    }
+
+    #[test]
+    fn trusted_proxy_chain_is_extended() {
+        let mut h = map(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-for", "5.6.7.8"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        let peer = Peer {
+            ip: "10.0.0.9".parse().unwrap(),
+            trusted: true,
+            proto: "http",
+            host: None,
+        };
+        set_forwarding(&mut h, &peer);
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4, 5.6.7.8, 10.0.0.9");
+        assert_eq!(h["x-forwarded-proto"], "https");
+    }
+}
