@@ -69,6 +69,14 @@ pub struct EchoUpstream {
     state: Arc<State>,
 }
 
+impl std::fmt::Debug for EchoUpstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EchoUpstream")
+            .field("request_count", &self.request_count())
+            .finish_non_exhaustive()
+    }
+}
+
 impl EchoUpstream {
     pub fn new() -> Self {
         Self::default()
@@ -469,6 +477,28 @@ mod tests {
         assert_eq!(resp.headers()["x-echo-x-secret"], "s3cret");
         assert!(resp.headers().contains_key("x-echo-host"));
         assert_eq!(echo.request_count(), 4);
+    }
+
+    #[tokio::test]
+    async fn serve_returns_soon_after_shutdown_even_with_an_idle_keep_alive_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        let server = tokio::spawn(EchoUpstream::new().serve(listener, shutdown));
+        let client = client();
+        let req = Request::get(format!("http://{addr}/x"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = client.request(req).await.unwrap();
+        resp.into_body().collect().await.unwrap();
+        stop.send(()).unwrap();
+        // Well inside the five-second grace period: idle connections are closed, not waited for.
+        let done = tokio::time::timeout(Duration::from_secs(3), server).await;
+        done.unwrap().unwrap().unwrap();
+        drop(client);
     }
 
     #[tokio::test]

@@ -56,6 +56,17 @@ pub struct EmulatorConfig {
     pub api_secret: String,
 }
 
+impl std::fmt::Debug for EmulatorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmulatorConfig")
+            .field("service_id", &self.service_id)
+            .field("service_access_token", &"<redacted>")
+            .field("api_key", &self.api_key)
+            .field("api_secret", &"<redacted>")
+            .finish()
+    }
+}
+
 impl Default for EmulatorConfig {
     fn default() -> Self {
         Self {
@@ -69,6 +80,8 @@ impl Default for EmulatorConfig {
 
 /// A token to create, from the tokens file or `POST /emulator/tokens`.
 #[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
+// A typo such as `scope:` must not silently create a token without scopes.
+#[serde(deny_unknown_fields)]
 pub struct TokenSpec {
     #[serde(default)]
     pub access_token: Option<String>,
@@ -116,6 +129,15 @@ struct State {
 #[derive(Clone)]
 pub struct Emulator {
     state: Arc<State>,
+}
+
+impl std::fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emulator")
+            .field("config", &self.state.config)
+            .field("introspection_calls", &self.introspection_calls())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Emulator {

@@ -468,6 +468,9 @@ async fn tokens_file_accepts_yaml_and_json() {
     assert_eq!(emulator.load_tokens_file(&json_file), Ok(1));
     std::fs::write(&yaml, "- subject: [not, a, string]\n").unwrap();
     assert!(emulator.load_tokens_file(&yaml).is_err());
+    std::fs::write(&yaml, "- scope: [a]\n").unwrap();
+    let error = emulator.load_tokens_file(&yaml).unwrap_err();
+    assert!(error.contains("scope"), "{error}");
     let _ = std::fs::remove_file(&yaml);
     let _ = std::fs::remove_file(&json_file);
 

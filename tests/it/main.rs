@@ -1,0 +1,13 @@
+//! Integration tests: the real gateway, the Authlete emulator and an echo upstream on
+//! `127.0.0.1:0`, talking real HTTP. One binary, grouped by area; names state the claim.
+
+mod admin;
+mod bearer;
+mod cache;
+mod config_files;
+mod fail_closed;
+mod forwarding;
+mod process;
+mod routing;
+mod smoke;
+mod support;
