@@ -25,7 +25,7 @@ pub struct Admin {
 }
 
 impl Admin {
-    fn respond(&self, request: &Request<Incoming>) -> Response<Body> {
+    async fn respond(&self, request: &Request<Incoming>) -> Response<Body> {
         if request.method() != Method::GET && request.method() != Method::HEAD {
             return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
         }
@@ -34,7 +34,10 @@ impl Admin {
             "/readyz" if self.ready.load(Ordering::Acquire) => text(StatusCode::OK, "ready\n"),
             "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
             "/metrics" => {
-                let entries = self.gateway.load().cache().entry_count();
+                let cache = self.gateway.load().cache().clone();
+                // moka counts lazily; apply pending work so the gauge is exact when scraped.
+                cache.sync().await;
+                let entries = cache.entry_count();
                 self.metrics
                     .token_cache_entries
                     .set(i64::try_from(entries).unwrap_or(i64::MAX));
@@ -74,8 +77,8 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: impl Futu
         };
         let admin = admin.clone();
         let service = service_fn(move |request: Request<Incoming>| {
-            let response = admin.respond(&request);
-            async move { Ok::<_, Infallible>(response) }
+            let admin = admin.clone();
+            async move { Ok::<_, Infallible>(admin.respond(&request).await) }
         });
         let conn = builder
             .serve_connection(TokioIo::new(stream), service)

@@ -93,7 +93,7 @@ impl Config {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<4} {:<20} {:<18} {:<16} {:<28} {:<10} access",
+            "{:<4} {:<20} {:<18} {:<22} {:<28} {:<10} access",
             "#", "route", "host", "methods", "path", "upstream"
         );
         for (i, r) in self.routes.iter().enumerate() {
@@ -113,7 +113,7 @@ impl Config {
             };
             let _ = writeln!(
                 out,
-                "{:<4} {:<20} {:<18} {:<16} {:<28} {:<10} {}{}",
+                "{:<4} {:<20} {:<18} {:<22} {:<28} {:<10} {}{}",
                 i + 1,
                 r.name,
                 r.host.as_deref().unwrap_or("*"),
