@@ -4,6 +4,7 @@
 
 mod cache;
 mod credential;
+pub mod dpop;
 mod error;
 mod grant;
 pub mod introspect;
