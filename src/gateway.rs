@@ -7,10 +7,12 @@
 //! Every request ends in exactly one access-log line and one set of metric updates, written
 //! from the per-request `Exchange` in `finish`.
 
-use crate::auth::introspect::Introspector;
+use crate::auth::dpop::{ProofError, ProofTarget, Verifier, canonical_origin};
+use crate::auth::introspect::{Introspector, PresentedProof};
 use crate::auth::{
-    AuthError, Credential, CredentialError, Grant, Scheme, Source, TokenCache, TokenHash,
+    AuthError, Binding, Credential, CredentialError, Grant, Scheme, Source, TokenCache, TokenHash, Verdict,
 };
+use std::future::Future;
 use crate::body::Body;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -39,6 +41,10 @@ pub struct Gateway {
     config: Config,
     /// Per route, its required scopes joined for the `insufficient_scope` challenge.
     scope_challenges: Vec<Box<str>>,
+    /// Present when DPoP is enabled.
+    dpop: Option<Verifier>,
+    /// `ES256 PS256 …` for the `DPoP algs` challenge.
+    dpop_algs: Option<Box<str>>,
     cache: Arc<TokenCache>,
     introspector: Arc<Introspector>,
     forwarder: Arc<Forwarder>,
@@ -52,6 +58,7 @@ struct Exchange {
     route: Option<usize>,
     path: Option<NormalizedPath>,
     grant: Option<Arc<Grant>>,
+    presented: Option<Scheme>,
     outcome: &'static str,
 }
 
@@ -71,9 +78,13 @@ impl Gateway {
                 Access::Public => "".into(),
             })
             .collect();
+        let dpop = config.dpop.clone().map(Verifier::new);
+        let dpop_algs = config.dpop.as_ref().map(|d| d.algs_list().into_boxed_str());
         Self {
             config,
             scope_challenges,
+            dpop,
+            dpop_algs,
             cache,
             introspector,
             forwarder,
@@ -109,17 +120,20 @@ impl Gateway {
             route: None,
             path: None,
             grant: None,
+            presented: None,
             outcome: "forwarded",
         };
         let response = match self.pass(&mut exchange, request, connection).await {
             Ok(response) => response,
             Err(rejection) => {
                 exchange.outcome = respond::outcome(&rejection);
-                let required_scopes = exchange
-                    .route
-                    .and_then(|i| self.scope_challenges.get(i))
-                    .map(|s| &**s);
-                respond::reject(&rejection, &respond::Context { required_scopes })
+                self.count_dpop_rejection(&rejection);
+                let context = respond::Context {
+                    required_scopes: exchange.route.and_then(|i| self.scope_challenges.get(i)).map(|s| &**s),
+                    dpop_algs: self.dpop_algs.as_deref(),
+                    presented: exchange.presented,
+                };
+                respond::reject(&rejection, &context)
             }
         };
         self.finish(&exchange, &response);
@@ -146,7 +160,7 @@ impl Gateway {
             .ok_or(Rejection::NoRoute)?;
         exchange.route = Some(index);
 
-        let is_upgrade = head.headers.contains_key(header::UPGRADE);
+        let is_upgrade = headers::is_upgrade_request(&head.headers);
         headers::strip_hop_by_hop(&mut head.headers, is_upgrade);
         headers::strip_identity(&mut head.headers, &self.config.identity_headers);
 
@@ -162,7 +176,13 @@ impl Gateway {
                 None
             }
             (access @ Access::Protected { .. }, false) => {
-                let grant = self.authenticate(&head.headers).await?;
+                let request = RequestFacts {
+                    method: &head.method,
+                    authority: authority.as_deref(),
+                    scheme: connection.scheme,
+                    path: &path,
+                };
+                let grant = self.authenticate(&head.headers, &request, &mut exchange.presented).await?;
                 exchange.grant = Some(grant.clone());
                 policy::authorize(access, &grant)?;
                 Some(grant)
@@ -193,19 +213,76 @@ impl Gateway {
         Ok(self.forwarder.send(upstream, &path, head, body).await?)
     }
 
-    /// Credential → grant, through the cache.
-    async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Grant>, Rejection> {
+    /// Credential (and DPoP proof) → grant, through the cache.
+    async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        request: &RequestFacts<'_>,
+        presented: &mut Option<Scheme>,
+    ) -> Result<Arc<Grant>, Rejection> {
         let credential = Credential::extract(headers, self.config.limits.max_token_bytes)?;
-        if credential.scheme == Scheme::Dpop {
-            // DPoP is not enabled: the scheme is unsupported here (RFC 6750 section 3.1: answer
-            // as if no credentials were sent).
-            return Err(CredentialError::UnsupportedScheme.into());
-        }
         let key = TokenHash::of(credential.token.expose());
-        let (result, source) = self
-            .cache
-            .get_or_introspect(key, self.introspector.introspect(&credential.token))
-            .await;
+        let (verifier, Scheme::Dpop) = (&self.dpop, credential.scheme) else {
+            // The Bearer scheme. A stray DPoP header is ignored (it is stripped before
+            // forwarding and never raises trust).
+            *presented = Some(Scheme::Bearer);
+            let grant = self.lookup(key, self.introspector.introspect(&credential.token)).await?;
+            if let Binding::Dpop(_) = grant.binding {
+                // RFC 9449 section 7.2: a DPoP-bound token presented as Bearer is refused,
+                // from cache too.
+                return Err(AuthError::BindingRequired.into());
+            }
+            return Ok(grant);
+        };
+        let Some(verifier) = verifier else {
+            // DPoP is off: the scheme is unsupported here (answered as if no credentials).
+            return Err(CredentialError::UnsupportedScheme.into());
+        };
+        *presented = Some(Scheme::Dpop);
+        let mut proofs = headers.get_all(DPOP).iter();
+        let (Some(proof), None) = (proofs.next(), proofs.next()) else {
+            return Err(AuthError::DpopProofMissing.into());
+        };
+        let proof = proof.to_str().map_err(|_| AuthError::DpopProof(ProofError::Malformed))?;
+        let origin = match &self.config.public_origin {
+            Some(origin) => origin.clone(),
+            None => request
+                .authority
+                .and_then(|a| canonical_origin(request.scheme, a))
+                .ok_or(Rejection::BadRequest("the request has no usable Host"))?,
+        };
+        let target = ProofTarget {
+            method: request.method.as_str(),
+            origin: &origin,
+            path: request.path,
+            access_token: credential.token.expose(),
+            now: unix_now(),
+        };
+        let verified = verifier.verify(proof, &target).map_err(AuthError::DpopProof)?;
+        let htu = format!("{origin}{}", request.path);
+        let presented_proof = PresentedProof {
+            proof,
+            htm: request.method.as_str(),
+            htu: &htu,
+            jkt: &verified.jkt,
+        };
+        let grant = self
+            .lookup(key, self.introspector.introspect_with_proof(&credential.token, &presented_proof))
+            .await?;
+        match &grant.binding {
+            Binding::Dpop(jkt) if constant_time_eq(jkt.as_bytes(), verified.jkt.as_bytes()) => Ok(grant),
+            Binding::Dpop(_) => Err(AuthError::DpopKeyMismatch.into()),
+            Binding::None => Err(AuthError::NotDpopBound.into()),
+        }
+    }
+
+    /// A cache lookup that counts hits and misses.
+    async fn lookup(
+        &self,
+        key: TokenHash,
+        introspect: impl Future<Output = Result<Verdict, AuthError>>,
+    ) -> Result<Arc<Grant>, Rejection> {
+        let (result, source) = self.cache.get_or_introspect(key, introspect).await;
         match source {
             Source::Cache => self.metrics.token_cache_hits_total.inc(),
             Source::Introspection => self.metrics.token_cache_misses_total.inc(),
@@ -214,6 +291,18 @@ impl Gateway {
             tracing::debug!(token = %key, error = %e, "token refused");
             Rejection::Auth(e)
         })
+    }
+
+    fn count_dpop_rejection(&self, rejection: &Rejection) {
+        let reason = match rejection {
+            Rejection::Auth(AuthError::DpopProof(e)) => e.reason(),
+            Rejection::Auth(AuthError::DpopProofMissing) => "missing",
+            Rejection::Auth(AuthError::DpopRefusedByServer) => "refused_by_server",
+            Rejection::Auth(AuthError::DpopKeyMismatch) => "key_mismatch",
+            Rejection::Auth(AuthError::NotDpopBound) => "not_bound",
+            _ => return,
+        };
+        self.metrics.dpop_rejections_total.with_label_values(&[reason]).inc();
     }
 
     fn finish(&self, exchange: &Exchange, response: &Response<Body>) {
@@ -244,6 +333,28 @@ impl Gateway {
             latency_ms = elapsed.as_secs_f64() * 1000.0,
         );
     }
+}
+
+/// The request facts a DPoP proof is checked against.
+struct RequestFacts<'a> {
+    method: &'a Method,
+    authority: Option<&'a str>,
+    scheme: &'static str,
+    path: &'a NormalizedPath,
+}
+
+const DPOP: http::HeaderName = http::HeaderName::from_static("dpop");
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Compares thumbprints without an early exit, so timing does not reveal how much matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The authority the request addresses: the absolute-form or HTTP/2 `:authority` when present

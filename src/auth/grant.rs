@@ -14,6 +14,16 @@ pub struct IdentityValues {
     pub scopes: Option<HeaderValue>,
 }
 
+/// What the token is bound to (sender constraint).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Binding {
+    /// A bearer token: whoever holds it may use it.
+    #[default]
+    None,
+    /// DPoP-bound (RFC 9449): the RFC 7638 thumbprint of the only key whose proofs count.
+    Dpop(Box<str>),
+}
+
 /// An active token's facts.
 #[derive(Debug, Clone)]
 pub struct Grant {
@@ -22,6 +32,7 @@ pub struct Grant {
     pub scopes: Box<[Box<str>]>,
     pub expires_at: Option<SystemTime>,
     pub identity: IdentityValues,
+    pub binding: Binding,
 }
 
 impl Grant {
@@ -42,7 +53,13 @@ impl Grant {
             scopes: scopes.into_iter().map(Into::into).collect(),
             expires_at,
             identity,
+            binding: Binding::None,
         }
+    }
+
+    pub fn with_binding(mut self, binding: Binding) -> Self {
+        self.binding = binding;
+        self
     }
 
     pub fn has_scope(&self, scope: &str) -> bool {

@@ -3,9 +3,10 @@
 //! the value came from the file, its line and column.
 
 use super::error::{ConfigError, Position};
-use super::file::{FileAuth, FileConfig, FileRoute, S};
+use super::file::{FileAuth, FileConfig, FileDpop, FileRoute, S};
 use super::{Config, IdentityHeaders, IntrospectionSettings, Limits, Upstream};
 use crate::auth::CacheSettings;
+use crate::auth::dpop::{Alg, DpopSettings};
 use crate::auth::introspect::{AuthleteApi, AuthleteSettings, Backend, Rfc7662Settings};
 use crate::policy::{Access, PathPattern, Route, RouteTable};
 use http::{HeaderName, Method, Uri};
@@ -61,15 +62,11 @@ pub(super) fn compile(raw: FileConfig, _file: &str) -> Result<Config, ConfigErro
             "TLS termination is not available in this build yet; terminate TLS in front of tokengate",
         ));
     }
-    if let Some(dpop) = &raw.dpop
-        && dpop.value.enabled
-    {
-        return Err(err(
-            "dpop.enabled",
-            dpop,
-            "DPoP proof verification is not available in this build yet; set it to false",
-        ));
-    }
+    let dpop = match &raw.dpop {
+        Some(d) if d.value.enabled => Some(dpop_settings(&d.value)?),
+        _ => None,
+    };
+    let mut public_origin = None;
     if let Some(origin) = &raw.public_origin {
         let uri: Uri = origin
             .value
@@ -86,6 +83,11 @@ pub(super) fn compile(raw: FileConfig, _file: &str) -> Result<Config, ConfigErro
                 "must be scheme://host[:port] with no path or query",
             ));
         }
+        let (scheme, authority) = (uri.scheme_str().unwrap_or(""), uri.authority().map(|a| a.as_str()).unwrap_or(""));
+        public_origin = Some(
+            crate::auth::dpop::canonical_origin(scheme, authority)
+                .ok_or_else(|| err("public_origin", origin, "must be an http or https origin without user information"))?,
+        );
     }
     let trusted_proxies = raw
         .trusted_proxies
@@ -147,11 +149,50 @@ pub(super) fn compile(raw: FileConfig, _file: &str) -> Result<Config, ConfigErro
         introspection,
         trusted_proxies,
         identity_headers,
+        dpop,
+        public_origin,
         limits: Limits {
             max_token_bytes: max_token_bytes.value as usize,
         },
         upstreams,
         routes: RouteTable::new(routes),
+    })
+}
+
+fn dpop_settings(d: &FileDpop) -> Result<DpopSettings, ConfigError> {
+    let algs = match &d.algs {
+        None => Alg::DEFAULT_ALLOWED.to_vec(),
+        Some(list) if list.value.is_empty() => return Err(err("dpop.algs", list, "must list at least one algorithm")),
+        Some(list) => {
+            let mut algs = Vec::new();
+            for name in &list.value {
+                let Some(alg) = Alg::parse(name) else {
+                    return Err(err(
+                        "dpop.algs",
+                        list,
+                        format!("`{name}` is not supported (asymmetric JWS algorithms only: ES256 ES384 ES512 RS256 RS384 RS512 PS256 PS384 PS512 EdDSA)"),
+                    ));
+                };
+                algs.push(alg);
+            }
+            algs
+        }
+    };
+    if !(1..=3600).contains(&d.max_age_secs.value) {
+        return Err(err("dpop.max_age_secs", &d.max_age_secs, "must be between 1 and 3600"));
+    }
+    if d.clock_skew_secs.value > 300 {
+        return Err(err("dpop.clock_skew_secs", &d.clock_skew_secs, "must be at most 300"));
+    }
+    if !(512..=65_536).contains(&d.max_proof_bytes.value) {
+        return Err(err("dpop.max_proof_bytes", &d.max_proof_bytes, "must be between 512 and 65536"));
+    }
+    Ok(DpopSettings {
+        algs,
+        max_age: Duration::from_secs(d.max_age_secs.value),
+        clock_skew: Duration::from_secs(d.clock_skew_secs.value),
+        max_proof_bytes: d.max_proof_bytes.value as usize,
+        max_jti_bytes: 256,
     })
 }
 

@@ -125,24 +125,29 @@ fn default_negative_ttl_secs() -> u64 {
     5
 }
 
-// Parsed so that the schema is complete; only `enabled: false` is accepted until DPoP lands.
-#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileDpop {
     #[serde(default)]
     pub enabled: bool,
     #[serde(default = "default_dpop_max_age")]
-    pub max_age_secs: u64,
+    pub max_age_secs: S<u64>,
     #[serde(default = "default_dpop_skew")]
-    pub clock_skew_secs: u64,
+    pub clock_skew_secs: S<u64>,
+    #[serde(default)]
+    pub algs: Option<S<Vec<String>>>,
+    #[serde(default = "default_dpop_max_proof_bytes")]
+    pub max_proof_bytes: S<u64>,
 }
 
-fn default_dpop_max_age() -> u64 {
-    60
+fn default_dpop_max_age() -> S<u64> {
+    unspanned(60)
 }
-fn default_dpop_skew() -> u64 {
-    5
+fn default_dpop_skew() -> S<u64> {
+    unspanned(5)
+}
+fn default_dpop_max_proof_bytes() -> S<u64> {
+    unspanned(8192)
 }
 
 #[derive(Debug, Deserialize)]

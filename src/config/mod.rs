@@ -27,6 +27,10 @@ pub struct Config {
     pub listen: SocketAddr,
     pub admin_listen: Option<SocketAddr>,
     pub introspection: IntrospectionSettings,
+    /// `Some` when DPoP is enabled.
+    pub dpop: Option<crate::auth::dpop::DpopSettings>,
+    /// The origin clients use (`scheme://host[:port]`, canonical), for DPoP `htu`.
+    pub public_origin: Option<String>,
     pub trusted_proxies: Vec<IpNet>,
     pub identity_headers: IdentityHeaders,
     pub limits: Limits,

@@ -70,6 +70,16 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// An HTTP/1.1 upgrade request (RFC 9110 section 7.8): `Upgrade` *and* `Connection: upgrade`.
+/// An `Upgrade` field alone is just a hop-by-hop header to drop.
+pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers.get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+        })
+}
+
 /// `Connection` may not remove what the request's meaning depends on.
 fn is_protected(name: &HeaderName) -> bool {
     name == header::HOST

@@ -89,20 +89,31 @@ pub(crate) struct IntrospectionResponse {
 }
 
 #[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 struct IntrospectionRequest<'a> {
     token: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dpop: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    htm: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    htu: Option<&'a str>,
 }
 
 pub(super) async fn introspect(
     http: &reqwest::Client,
     settings: &AuthleteSettings,
     token: &AccessToken,
+    proof: Option<&super::PresentedProof<'_>>,
 ) -> Result<Verdict, AuthError> {
     let request = http
         .post(&settings.endpoint)
         .header(http::header::ACCEPT, "application/json")
         .json(&IntrospectionRequest {
             token: token.expose(),
+            dpop: proof.map(|p| p.proof),
+            htm: proof.map(|p| p.htm),
+            htu: proof.map(|p| p.htu),
         });
     let request = match &settings.api {
         AuthleteApi::V3 { access_token, .. } => request.bearer_auth(access_token),
@@ -169,6 +180,11 @@ pub(crate) fn classify(
             // token alone, so it must not be remembered against the token's legitimate holder.
             "A065304" | "A065308" => Verdict::Refused {
                 error: AuthError::BindingRequired,
+                remember: false,
+            },
+            // The proof sent with the token was refused: a property of this presentation only.
+            "A065309" | "A065310" | "A065311" | "A065312" | "A065313" => Verdict::Refused {
+                error: AuthError::DpopRefusedByServer,
                 remember: false,
             },
             _ => Verdict::Refused {

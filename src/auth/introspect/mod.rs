@@ -9,7 +9,7 @@ pub use authlete::{AuthleteApi, AuthleteSettings};
 pub use rfc7662::Rfc7662Settings;
 
 use super::cache::Verdict;
-use super::{AccessToken, AuthError};
+use super::{AccessToken, AuthError, Binding, Grant};
 use crate::metrics::Metrics;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,6 +30,16 @@ impl Backend {
             Backend::Rfc7662(r) => format!("rfc7662:{}:{}", r.endpoint, r.client_id),
         }
     }
+}
+
+/// A DPoP proof that already passed local verification, with the request facts Authlete needs
+/// to check it again (`htm`, `htu`).
+pub struct PresentedProof<'a> {
+    pub proof: &'a str,
+    pub htm: &'a str,
+    pub htu: &'a str,
+    /// RFC 7638 thumbprint of the proof's key.
+    pub jkt: &'a str,
 }
 
 pub struct Introspector {
@@ -73,13 +83,42 @@ impl Introspector {
         &self.backend
     }
 
+    /// The verdict for a token presented with a DPoP proof, learning the token's binding.
+    ///
+    /// Authlete's native API does not return `cnf.jkt`, so the binding is learned in two steps,
+    /// each at most once per token (the result is cached): a plain call tells whether the token
+    /// is bound at all (a bound token answers A065308); only then is the proof sent, and when
+    /// Authlete accepts it, the proof's key becomes the token's cached binding. An unbound token
+    /// therefore never becomes bound to whatever key first presents it (standards DP-04).
+    /// RFC 7662 backends return `cnf.jkt` in one call.
+    pub async fn introspect_with_proof(&self, token: &AccessToken, proof: &PresentedProof<'_>) -> Result<Verdict, AuthError> {
+        let plain = self.introspect(token).await?;
+        if !matches!(self.backend, Backend::Authlete(_)) {
+            return Ok(plain);
+        }
+        match plain {
+            Verdict::Refused { error: AuthError::BindingRequired, .. } => match self.call(token, Some(proof)).await? {
+                Verdict::Active(grant) => {
+                    let bound = Grant::clone(&grant).with_binding(Binding::Dpop(proof.jkt.into()));
+                    Ok(Verdict::Active(Arc::new(bound)))
+                }
+                refused => Ok(refused),
+            },
+            other => Ok(other),
+        }
+    }
+
     /// One introspection call. Any failure to obtain a verdict is `AuthError::Unavailable`.
     pub async fn introspect(&self, token: &AccessToken) -> Result<Verdict, AuthError> {
+        self.call(token, None).await
+    }
+
+    async fn call(&self, token: &AccessToken, proof: Option<&PresentedProof<'_>>) -> Result<Verdict, AuthError> {
         let started = Instant::now();
         let call = async {
             match &self.backend {
                 Backend::Authlete(settings) => {
-                    authlete::introspect(&self.http, settings, token).await
+                    authlete::introspect(&self.http, settings, token, proof).await
                 }
                 Backend::Rfc7662(settings) => {
                     rfc7662::introspect(&self.http, settings, token).await

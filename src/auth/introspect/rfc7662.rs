@@ -4,7 +4,7 @@
 
 use super::transport_reason;
 use crate::auth::cache::Verdict;
-use crate::auth::{AccessToken, AuthError, Grant};
+use crate::auth::{AccessToken, AuthError, Binding, Grant};
 use serde::Deserialize;
 use std::fmt;
 use std::sync::Arc;
@@ -35,6 +35,14 @@ pub(crate) struct Rfc7662Response {
     pub client_id: Option<String>,
     pub sub: Option<String>,
     pub exp: Option<i64>,
+    pub cnf: Option<Confirmation>,
+}
+
+/// RFC 7800 confirmation claim; `jkt` per RFC 9449 section 6.2.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct Confirmation {
+    pub jkt: Option<String>,
 }
 
 pub(super) async fn introspect(
@@ -95,12 +103,13 @@ pub(crate) fn classify(body: Rfc7662Response) -> Verdict {
         .exp
         .filter(|s| *s > 0)
         .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s.unsigned_abs()));
-    Verdict::Active(Arc::new(Grant::new(
-        body.sub,
-        body.client_id,
-        scopes,
-        expires_at,
-    )))
+    let binding = match body.cnf.and_then(|c| c.jkt) {
+        Some(jkt) => Binding::Dpop(jkt.into()),
+        None => Binding::None,
+    };
+    Verdict::Active(Arc::new(
+        Grant::new(body.sub, body.client_id, scopes, expires_at).with_binding(binding),
+    ))
 }
 
 /// `application/x-www-form-urlencoded` encoding (RFC 6749 appendix B, used for Basic too).

@@ -346,7 +346,7 @@ async fn malformed_and_oversized_bodies() {
 }
 
 #[tokio::test]
-async fn dpop_bound_token_needs_a_proof_and_proofs_are_not_yet_verified() {
+async fn dpop_bound_token_needs_a_valid_proof_from_its_key() {
     let h = start().await;
     let token = h.token(json!({"dpop_jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}));
     let r = h.introspect(json!({"token": token})).await;
@@ -362,6 +362,38 @@ async fn dpop_bound_token_needs_a_proof_and_proofs_are_not_yet_verified() {
     assert_eq!(r.body["resultCode"], "A065310");
     let challenge = r.body["responseContent"].as_str().unwrap();
     assert!(challenge.starts_with(r#"DPoP error="invalid_dpop_proof","#));
+
+    use crate::auth::dpop::{Alg, ProofClaims, ProofSigner};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let holder = ProofSigner::generate(Alg::ES256).unwrap();
+    let bound = h.token(json!({"dpop_jkt": holder.thumbprint()}));
+    let htu = "https://api.example.com/x";
+    let proof = holder.sign(&ProofClaims::new("GET", htu, Some(&bound), now));
+    let r = h
+        .introspect(json!({"token": bound, "dpop": proof, "htm": "GET", "htu": htu}))
+        .await;
+    assert_eq!(r.body["action"], "OK", "{}", r.body);
+    // The same proof again is a replay.
+    let r = h
+        .introspect(json!({"token": bound, "dpop": proof, "htm": "GET", "htu": htu}))
+        .await;
+    assert_eq!(r.body["resultCode"], "A065310");
+    // A valid proof from another key: A065309.
+    let thief = ProofSigner::generate(Alg::ES256).unwrap();
+    let proof = thief.sign(&ProofClaims::new("GET", htu, Some(&bound), now));
+    let r = h
+        .introspect(json!({"token": bound, "dpop": proof, "htm": "GET", "htu": htu}))
+        .await;
+    assert_eq!(r.body["resultCode"], "A065309");
+    // A proof for another method.
+    let proof = holder.sign(&ProofClaims::new("GET", htu, Some(&bound), now));
+    let r = h
+        .introspect(json!({"token": bound, "dpop": proof, "htm": "POST", "htu": htu}))
+        .await;
+    assert_eq!(r.body["resultCode"], "A065310");
 }
 
 #[tokio::test]

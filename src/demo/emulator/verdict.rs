@@ -34,15 +34,7 @@ pub(super) struct Query<'a> {
     pub subject: Option<&'a str>,
     pub client_certificate: Option<&'a str>,
     pub dpop: Option<&'a str>,
-    #[expect(
-        dead_code,
-        reason = "read by DPoP proof verification, which is a later issue"
-    )]
     pub htm: Option<&'a str>,
-    #[expect(
-        dead_code,
-        reason = "read by DPoP proof verification, which is a later issue"
-    )]
     pub htu: Option<&'a str>,
 }
 
@@ -176,6 +168,12 @@ const DPOP_ERROR: Code = code(
     "invalid_dpop_proof",
     "Error processing the DPoP header: {}",
 );
+const DPOP_KEY_MISMATCH: Code = code(
+    "A065309",
+    "UNAUTHORIZED",
+    "invalid_dpop_proof",
+    "Thumbprint of the provided DPoP key does not match the expected DPoP thumbprint.",
+);
 const NO_SUBJECT: Code = code(
     "A066301",
     "FORBIDDEN",
@@ -274,7 +272,7 @@ pub(super) fn introspect(
             Detail::Brief,
         );
     }
-    if let Err(verdict) = check_binding(&record, query) {
+    if let Err(verdict) = check_binding(&record, query, now_ms) {
         return render(&verdict, Some(flags), Some(&record), Detail::Brief);
     }
     if let Err(verdict) = check_scopes(&record, &query.scopes) {
@@ -309,30 +307,56 @@ pub(super) fn internal_server_error() -> Value {
     render(&Verdict::new(&DB_FAILURE), None, None, Detail::Brief)
 }
 
-fn check_binding(record: &Record, query: &Query<'_>) -> Result<(), Verdict> {
+fn check_binding(record: &Record, query: &Query<'_>, now_ms: i64) -> Result<(), Verdict> {
     check_certificate(record, query.client_certificate)?;
     match (&record.dpop_jkt, query.dpop) {
         (None, _) => Ok(()),
         // Authlete enforces the binding even when no proof is sent (research §4, go-sdk test).
         (Some(_), None) => Err(Verdict::new(&NO_DPOP)),
-        (Some(jkt), Some(proof)) => check_dpop(record, jkt, proof, query),
+        (Some(jkt), Some(proof)) => check_dpop(jkt, proof, query, now_ms),
     }
 }
 
-/// EXTENSION POINT for DPoP proof verification (a later issue; research §8): `typ=dpop+jwt`, an
-/// asymmetric `alg`, the signature with the header `jwk`, its RFC 7638 thumbprint against `jkt`
-/// (else A065309), `htm`/`htu` against the query, `ath` = b64url(SHA-256(token)), the `iat` window
-/// and `jti` replay. Until then every proof is refused, so a DPoP-bound token never passes.
-fn check_dpop(
-    _record: &Record,
-    _jkt: &str,
-    _proof: &str,
-    _query: &Query<'_>,
-) -> Result<(), Verdict> {
-    Err(Verdict::with(
-        &DPOP_ERROR,
-        "proof verification is not implemented in this emulator version",
-    ))
+/// DPoP proof verification as Authlete does it when `dpop`, `htm` and `htu` are sent (research §8):
+/// `typ`, an asymmetric `alg`, the signature with the header `jwk`, `htm`/`htu` against the
+/// request fields, `ath` = b64url(SHA-256(token)), the `iat` window, `jti` replay, and the key's
+/// RFC 7638 thumbprint against the token's `jkt` (A065309). The checks reuse tokengate's verifier
+/// with Authlete's advertised algorithms; the emulator keeps its own replay store, because
+/// Authlete accepts a proof that the resource server has also checked (research §8).
+fn check_dpop(jkt: &str, proof: &str, query: &Query<'_>, now_ms: i64) -> Result<(), Verdict> {
+    use crate::auth::dpop::{Alg, DpopSettings, ProofTarget, Verifier, canonical_origin};
+    use crate::path::NormalizedPath;
+    static VERIFIER: std::sync::OnceLock<Verifier> = std::sync::OnceLock::new();
+    let verifier = VERIFIER.get_or_init(|| {
+        Verifier::new(DpopSettings {
+            algs: Alg::DEFAULT_ALLOWED.to_vec(),
+            max_age: std::time::Duration::from_secs(60),
+            clock_skew: std::time::Duration::from_secs(5),
+            max_proof_bytes: 16_384,
+            max_jti_bytes: 256,
+        })
+    });
+    let refuse = |why: &str| Verdict::with(&DPOP_ERROR, why);
+    let (Some(htm), Some(htu), Some(token)) = (query.htm, query.htu, query.token) else {
+        return Err(refuse("htm and htu are required with dpop"));
+    };
+    let htu = htu.split(['?', '#']).next().unwrap_or("");
+    let (scheme, rest) = htu.split_once("://").ok_or_else(|| refuse("htu is not an absolute URL"))?;
+    let (authority, path) = rest.find('/').map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
+    let origin = canonical_origin(scheme, authority).ok_or_else(|| refuse("htu is not an http(s) URL"))?;
+    let path = NormalizedPath::parse(path).map_err(|_| refuse("htu has an invalid path"))?;
+    let target = ProofTarget {
+        method: htm,
+        origin: &origin,
+        path: &path,
+        access_token: token,
+        now: now_ms.div_euclid(1000),
+    };
+    let verified = verifier.verify(proof, &target).map_err(|e| refuse(&e.to_string()))?;
+    if verified.jkt != jkt {
+        return Err(Verdict::new(&DPOP_KEY_MISMATCH));
+    }
+    Ok(())
 }
 
 /// RFC 8705 §3.1: the token is bound to `x5t#S256`, the base64url SHA-256 of the DER certificate.
