@@ -29,6 +29,27 @@ pub enum Command {
     Demo(DemoArgs),
     /// Run the Authlete introspection API emulator alone.
     Emulator(EmulatorArgs),
+    /// Print a DPoP proof (RFC 9449, ES256) for a request, for trying DPoP with curl.
+    DpopProof(DpopProofArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DpopProofArgs {
+    /// Private key file (PKCS#8, base64); created if missing. Reuse it: the token is bound to it.
+    #[arg(long)]
+    pub key: PathBuf,
+    /// HTTP method of the request (htm).
+    #[arg(long, default_value = "GET")]
+    pub method: String,
+    /// URL of the request (htu); query and fragment are ignored by the gateway.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The access token the proof accompanies (adds ath).
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Print the key's RFC 7638 thumbprint (the token's jkt) instead of a proof.
+    #[arg(long)]
+    pub print_jkt: bool,
 }
 
 #[derive(Debug, Args, Default)]

@@ -10,9 +10,9 @@
 use crate::auth::dpop::{ProofError, ProofTarget, Verifier, canonical_origin};
 use crate::auth::introspect::{Introspector, PresentedProof};
 use crate::auth::{
-    AuthError, Binding, Credential, CredentialError, Grant, Scheme, Source, TokenCache, TokenHash, Verdict,
+    AuthError, Binding, Credential, CredentialError, Grant, Scheme, Source, TokenCache, TokenHash,
+    Verdict,
 };
-use std::future::Future;
 use crate::body::Body;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -23,6 +23,7 @@ use crate::respond::{self, Rejection};
 use http::request::Parts;
 use http::{HeaderMap, Method, Request, Response, header};
 use hyper::body::Incoming;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -129,7 +130,10 @@ impl Gateway {
                 exchange.outcome = respond::outcome(&rejection);
                 self.count_dpop_rejection(&rejection);
                 let context = respond::Context {
-                    required_scopes: exchange.route.and_then(|i| self.scope_challenges.get(i)).map(|s| &**s),
+                    required_scopes: exchange
+                        .route
+                        .and_then(|i| self.scope_challenges.get(i))
+                        .map(|s| &**s),
                     dpop_algs: self.dpop_algs.as_deref(),
                     presented: exchange.presented,
                 };
@@ -182,7 +186,9 @@ impl Gateway {
                     scheme: connection.scheme,
                     path: &path,
                 };
-                let grant = self.authenticate(&head.headers, &request, &mut exchange.presented).await?;
+                let grant = self
+                    .authenticate(&head.headers, &request, &mut exchange.presented)
+                    .await?;
                 exchange.grant = Some(grant.clone());
                 policy::authorize(access, &grant)?;
                 Some(grant)
@@ -226,7 +232,9 @@ impl Gateway {
             // The Bearer scheme. A stray DPoP header is ignored (it is stripped before
             // forwarding and never raises trust).
             *presented = Some(Scheme::Bearer);
-            let grant = self.lookup(key, self.introspector.introspect(&credential.token)).await?;
+            let grant = self
+                .lookup(key, self.introspector.introspect(&credential.token))
+                .await?;
             if let Binding::Dpop(_) = grant.binding {
                 // RFC 9449 section 7.2: a DPoP-bound token presented as Bearer is refused,
                 // from cache too.
@@ -243,7 +251,9 @@ impl Gateway {
         let (Some(proof), None) = (proofs.next(), proofs.next()) else {
             return Err(AuthError::DpopProofMissing.into());
         };
-        let proof = proof.to_str().map_err(|_| AuthError::DpopProof(ProofError::Malformed))?;
+        let proof = proof
+            .to_str()
+            .map_err(|_| AuthError::DpopProof(ProofError::Malformed))?;
         let origin = match &self.config.public_origin {
             Some(origin) => origin.clone(),
             None => request
@@ -258,7 +268,9 @@ impl Gateway {
             access_token: credential.token.expose(),
             now: unix_now(),
         };
-        let verified = verifier.verify(proof, &target).map_err(AuthError::DpopProof)?;
+        let verified = verifier
+            .verify(proof, &target)
+            .map_err(AuthError::DpopProof)?;
         let htu = format!("{origin}{}", request.path);
         let presented_proof = PresentedProof {
             proof,
@@ -267,10 +279,16 @@ impl Gateway {
             jkt: &verified.jkt,
         };
         let grant = self
-            .lookup(key, self.introspector.introspect_with_proof(&credential.token, &presented_proof))
+            .lookup(
+                key,
+                self.introspector
+                    .introspect_with_proof(&credential.token, &presented_proof),
+            )
             .await?;
         match &grant.binding {
-            Binding::Dpop(jkt) if constant_time_eq(jkt.as_bytes(), verified.jkt.as_bytes()) => Ok(grant),
+            Binding::Dpop(jkt) if constant_time_eq(jkt.as_bytes(), verified.jkt.as_bytes()) => {
+                Ok(grant)
+            }
             Binding::Dpop(_) => Err(AuthError::DpopKeyMismatch.into()),
             Binding::None => Err(AuthError::NotDpopBound.into()),
         }
@@ -302,7 +320,10 @@ impl Gateway {
             Rejection::Auth(AuthError::NotDpopBound) => "not_bound",
             _ => return,
         };
-        self.metrics.dpop_rejections_total.with_label_values(&[reason]).inc();
+        self.metrics
+            .dpop_rejections_total
+            .with_label_values(&[reason])
+            .inc();
     }
 
     fn finish(&self, exchange: &Exchange, response: &Response<Body>) {

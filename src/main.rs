@@ -36,6 +36,7 @@ fn main() -> ExitCode {
             telemetry::init(args.log.format());
             runtime.block_on(demo::run::run())
         }
+        Some(Command::DpopProof(args)) => demo::run::dpop_proof(&args),
         Some(Command::Emulator(args)) => {
             telemetry::init(args.log.format());
             runtime.block_on(demo::run::emulator(args.listen, args.tokens))

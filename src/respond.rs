@@ -83,55 +83,143 @@ fn shape(rejection: &Rejection) -> Shape {
         outcome,
     };
     match rejection {
-        Rejection::BadPath(_) => s(S::BAD_REQUEST, Ch::None, "invalid_request", "the request path is not acceptable", "bad_request"),
-        Rejection::BadRequest(why) => s(S::BAD_REQUEST, Ch::None, "invalid_request", why, "bad_request"),
-        Rejection::NoRoute => s(S::NOT_FOUND, Ch::None, "not_found", "no route matches this request", "no_route"),
-        Rejection::Auth(A::Credential(C::Missing | C::UnsupportedScheme)) => {
-            s(S::UNAUTHORIZED, Ch::Bare, "unauthorized", "this resource requires an access token", "missing_token")
-        }
+        Rejection::BadPath(_) => s(
+            S::BAD_REQUEST,
+            Ch::None,
+            "invalid_request",
+            "the request path is not acceptable",
+            "bad_request",
+        ),
+        Rejection::BadRequest(why) => s(
+            S::BAD_REQUEST,
+            Ch::None,
+            "invalid_request",
+            why,
+            "bad_request",
+        ),
+        Rejection::NoRoute => s(
+            S::NOT_FOUND,
+            Ch::None,
+            "not_found",
+            "no route matches this request",
+            "no_route",
+        ),
+        Rejection::Auth(A::Credential(C::Missing | C::UnsupportedScheme)) => s(
+            S::UNAUTHORIZED,
+            Ch::Bare,
+            "unauthorized",
+            "this resource requires an access token",
+            "missing_token",
+        ),
         Rejection::Auth(A::Credential(C::Multiple)) => {
             let d = "more than one Authorization header";
-            s(S::BAD_REQUEST, Ch::Error("invalid_request"), "invalid_request", d, "invalid_request")
+            s(
+                S::BAD_REQUEST,
+                Ch::Error("invalid_request"),
+                "invalid_request",
+                d,
+                "invalid_request",
+            )
         }
         Rejection::Auth(A::Credential(C::Malformed)) => {
             let d = "the Authorization header is malformed";
-            s(S::BAD_REQUEST, Ch::Error("invalid_request"), "invalid_request", d, "invalid_request")
+            s(
+                S::BAD_REQUEST,
+                Ch::Error("invalid_request"),
+                "invalid_request",
+                d,
+                "invalid_request",
+            )
         }
         Rejection::Auth(A::Credential(C::TooLong)) => {
             let d = "the access token is too long";
-            s(S::BAD_REQUEST, Ch::Error("invalid_request"), "invalid_request", d, "invalid_request")
+            s(
+                S::BAD_REQUEST,
+                Ch::Error("invalid_request"),
+                "invalid_request",
+                d,
+                "invalid_request",
+            )
         }
         Rejection::Auth(A::InvalidToken) => {
             let d = "the access token is invalid, expired or revoked";
-            s(S::UNAUTHORIZED, Ch::Error("invalid_token"), "invalid_token", d, "invalid_token")
+            s(
+                S::UNAUTHORIZED,
+                Ch::Error("invalid_token"),
+                "invalid_token",
+                d,
+                "invalid_token",
+            )
         }
         Rejection::Auth(A::BindingRequired) => {
             let d = "the access token is sender-constrained and was presented without its proof";
-            s(S::UNAUTHORIZED, Ch::Error("invalid_token"), "invalid_token", d, "invalid_token")
+            s(
+                S::UNAUTHORIZED,
+                Ch::Error("invalid_token"),
+                "invalid_token",
+                d,
+                "invalid_token",
+            )
         }
         Rejection::Auth(A::DpopProof(_)) => {
             let d = "the DPoP proof is invalid";
-            s(S::UNAUTHORIZED, Ch::DpopError("invalid_dpop_proof"), "invalid_dpop_proof", d, "invalid_dpop_proof")
+            s(
+                S::UNAUTHORIZED,
+                Ch::DpopError("invalid_dpop_proof"),
+                "invalid_dpop_proof",
+                d,
+                "invalid_dpop_proof",
+            )
         }
         Rejection::Auth(A::DpopProofMissing) => {
             let d = "the DPoP scheme needs exactly one DPoP proof header";
-            s(S::UNAUTHORIZED, Ch::DpopError("invalid_dpop_proof"), "invalid_dpop_proof", d, "invalid_dpop_proof")
+            s(
+                S::UNAUTHORIZED,
+                Ch::DpopError("invalid_dpop_proof"),
+                "invalid_dpop_proof",
+                d,
+                "invalid_dpop_proof",
+            )
         }
         Rejection::Auth(A::DpopRefusedByServer) => {
             let d = "the authorization server refused the DPoP proof";
-            s(S::UNAUTHORIZED, Ch::DpopError("invalid_dpop_proof"), "invalid_dpop_proof", d, "invalid_dpop_proof")
+            s(
+                S::UNAUTHORIZED,
+                Ch::DpopError("invalid_dpop_proof"),
+                "invalid_dpop_proof",
+                d,
+                "invalid_dpop_proof",
+            )
         }
         Rejection::Auth(A::DpopKeyMismatch) => {
             let d = "the DPoP proof key does not match the access token's binding";
-            s(S::UNAUTHORIZED, Ch::DpopError("invalid_token"), "invalid_token", d, "invalid_token")
+            s(
+                S::UNAUTHORIZED,
+                Ch::DpopError("invalid_token"),
+                "invalid_token",
+                d,
+                "invalid_token",
+            )
         }
         Rejection::Auth(A::NotDpopBound) => {
             let d = "the access token is not DPoP-bound; present it with the Bearer scheme";
-            s(S::UNAUTHORIZED, Ch::DpopError("invalid_token"), "invalid_token", d, "invalid_token")
+            s(
+                S::UNAUTHORIZED,
+                Ch::DpopError("invalid_token"),
+                "invalid_token",
+                d,
+                "invalid_token",
+            )
         }
         Rejection::Auth(A::Forbidden) => {
             let d = "the authorization server refused this token for this resource";
-            s(S::FORBIDDEN, Ch::Error("insufficient_scope"), "insufficient_scope", d, "forbidden")
+            s(
+                S::FORBIDDEN,
+                Ch::Error("insufficient_scope"),
+                "insufficient_scope",
+                d,
+                "forbidden",
+            )
         }
         Rejection::Auth(A::Unavailable(_)) => s(
             S::SERVICE_UNAVAILABLE,
@@ -142,7 +230,13 @@ fn shape(rejection: &Rejection) -> Shape {
         ),
         Rejection::Policy(PolicyError::InsufficientScope) => {
             let d = "the access token does not carry the scopes this resource requires";
-            s(S::FORBIDDEN, Ch::Error("insufficient_scope"), "insufficient_scope", d, "insufficient_scope")
+            s(
+                S::FORBIDDEN,
+                Ch::Error("insufficient_scope"),
+                "insufficient_scope",
+                d,
+                "insufficient_scope",
+            )
         }
         Rejection::Forward(ForwardError::Unreachable) => s(
             S::BAD_GATEWAY,
@@ -176,14 +270,23 @@ pub fn reject(rejection: &Rejection, ctx: &Context<'_>) -> Response<Body> {
     let mut response = Response::new(full(body));
     *response.status_mut() = shape.status;
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     if shape.status == StatusCode::SERVICE_UNAVAILABLE {
-        h.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+        h.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(RETRY_AFTER_SECS),
+        );
     }
     let error_params = |code: &str| {
-        let mut p = format!(r#", error="{code}", error_description="{}""#, shape.description);
+        let mut p = format!(
+            r#", error="{code}", error_description="{}""#,
+            shape.description
+        );
         if code == "insufficient_scope"
             && let Some(scopes) = ctx.required_scopes.filter(|s| !s.is_empty())
         {
@@ -193,7 +296,9 @@ pub fn reject(rejection: &Rejection, ctx: &Context<'_>) -> Response<Body> {
         p
     };
     let bearer_bare = r#"Bearer realm="tokengate""#.to_owned();
-    let dpop_bare = ctx.dpop_algs.map(|algs| format!(r#"DPoP realm="tokengate", algs="{algs}""#));
+    let dpop_bare = ctx
+        .dpop_algs
+        .map(|algs| format!(r#"DPoP realm="tokengate", algs="{algs}""#));
     let challenges: Vec<String> = match shape.challenge {
         Challenge::None => Vec::new(),
         Challenge::Bare => std::iter::once(bearer_bare).chain(dpop_bare).collect(),
@@ -201,12 +306,20 @@ pub fn reject(rejection: &Rejection, ctx: &Context<'_>) -> Response<Body> {
         // is offered without error information.
         Challenge::Error(code) if ctx.presented == Some(Scheme::Dpop) => {
             let algs = ctx.dpop_algs.unwrap_or("");
-            vec![format!(r#"DPoP realm="tokengate"{}, algs="{algs}""#, error_params(code))]
+            vec![format!(
+                r#"DPoP realm="tokengate"{}, algs="{algs}""#,
+                error_params(code)
+            )]
         }
-        Challenge::Error(code) => std::iter::once(format!("{bearer_bare}{}", error_params(code))).chain(dpop_bare).collect(),
+        Challenge::Error(code) => std::iter::once(format!("{bearer_bare}{}", error_params(code)))
+            .chain(dpop_bare)
+            .collect(),
         Challenge::DpopError(code) => {
             let algs = ctx.dpop_algs.unwrap_or("");
-            vec![format!(r#"DPoP realm="tokengate"{}, algs="{algs}""#, error_params(code))]
+            vec![format!(
+                r#"DPoP realm="tokengate"{}, algs="{algs}""#,
+                error_params(code)
+            )]
         }
     };
     for challenge in challenges {
@@ -227,10 +340,7 @@ mod tests {
 
     #[test]
     fn missing_token_gets_a_bare_challenge() {
-        let r = reject(
-            &CredentialError::Missing.into(),
-            &Context::default(),
-        );
+        let r = reject(&CredentialError::Missing.into(), &Context::default());
         assert_eq!(r.status(), 401);
         assert_eq!(challenge(&r), r#"Bearer realm="tokengate""#);
         assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
@@ -268,16 +378,33 @@ mod tests {
             ..Context::default()
         };
         let r = reject(&CredentialError::Missing.into(), &ctx);
-        let all: Vec<_> = r.headers().get_all(header::WWW_AUTHENTICATE).iter().collect();
-        assert_eq!(all, [r#"Bearer realm="tokengate""#, r#"DPoP realm="tokengate", algs="ES256 EdDSA""#]);
+        let all: Vec<_> = r
+            .headers()
+            .get_all(header::WWW_AUTHENTICATE)
+            .iter()
+            .collect();
+        assert_eq!(
+            all,
+            [
+                r#"Bearer realm="tokengate""#,
+                r#"DPoP realm="tokengate", algs="ES256 EdDSA""#
+            ]
+        );
         let presented = Context {
             presented: Some(Scheme::Dpop),
             ..ctx
         };
-        let r = reject(&AuthError::DpopProof(crate::auth::dpop::ProofError::Replay).into(), &presented);
+        let r = reject(
+            &AuthError::DpopProof(crate::auth::dpop::ProofError::Replay).into(),
+            &presented,
+        );
         assert_eq!(r.status(), 401);
         let c = challenge(&r);
-        assert!(c.starts_with(r#"DPoP realm="tokengate", error="invalid_dpop_proof""#) && c.ends_with(r#"algs="ES256 EdDSA""#), "{c}");
+        assert!(
+            c.starts_with(r#"DPoP realm="tokengate", error="invalid_dpop_proof""#)
+                && c.ends_with(r#"algs="ES256 EdDSA""#),
+            "{c}"
+        );
         let r = reject(&AuthError::DpopKeyMismatch.into(), &presented);
         assert!(challenge(&r).starts_with(r#"DPoP realm="tokengate", error="invalid_token""#));
         // A Bearer-scheme error keeps the error in Bearer and offers DPoP plainly (RFC 9449 7.2).
@@ -286,7 +413,12 @@ mod tests {
             ..presented
         };
         let r = reject(&AuthError::InvalidToken.into(), &bearer);
-        let all: Vec<_> = r.headers().get_all(header::WWW_AUTHENTICATE).iter().map(|v| v.to_str().unwrap()).collect();
+        let all: Vec<_> = r
+            .headers()
+            .get_all(header::WWW_AUTHENTICATE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
         assert!(all[0].starts_with(r#"Bearer realm="tokengate", error="invalid_token""#));
         assert_eq!(all[1], r#"DPoP realm="tokengate", algs="ES256 EdDSA""#);
     }
@@ -298,10 +430,7 @@ mod tests {
             CredentialError::Multiple,
             CredentialError::TooLong,
         ] {
-            let r = reject(
-                &e.into(),
-                &Context::default(),
-            );
+            let r = reject(&e.into(), &Context::default());
             assert_eq!(r.status(), 400);
             assert!(challenge(&r).contains(r#"error="invalid_request""#));
         }

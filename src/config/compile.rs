@@ -83,10 +83,18 @@ pub(super) fn compile(raw: FileConfig, _file: &str) -> Result<Config, ConfigErro
                 "must be scheme://host[:port] with no path or query",
             ));
         }
-        let (scheme, authority) = (uri.scheme_str().unwrap_or(""), uri.authority().map(|a| a.as_str()).unwrap_or(""));
+        let (scheme, authority) = (
+            uri.scheme_str().unwrap_or(""),
+            uri.authority().map(|a| a.as_str()).unwrap_or(""),
+        );
         public_origin = Some(
-            crate::auth::dpop::canonical_origin(scheme, authority)
-                .ok_or_else(|| err("public_origin", origin, "must be an http or https origin without user information"))?,
+            crate::auth::dpop::canonical_origin(scheme, authority).ok_or_else(|| {
+                err(
+                    "public_origin",
+                    origin,
+                    "must be an http or https origin without user information",
+                )
+            })?,
         );
     }
     let trusted_proxies = raw
@@ -162,7 +170,9 @@ pub(super) fn compile(raw: FileConfig, _file: &str) -> Result<Config, ConfigErro
 fn dpop_settings(d: &FileDpop) -> Result<DpopSettings, ConfigError> {
     let algs = match &d.algs {
         None => Alg::DEFAULT_ALLOWED.to_vec(),
-        Some(list) if list.value.is_empty() => return Err(err("dpop.algs", list, "must list at least one algorithm")),
+        Some(list) if list.value.is_empty() => {
+            return Err(err("dpop.algs", list, "must list at least one algorithm"));
+        }
         Some(list) => {
             let mut algs = Vec::new();
             for name in &list.value {
@@ -170,7 +180,9 @@ fn dpop_settings(d: &FileDpop) -> Result<DpopSettings, ConfigError> {
                     return Err(err(
                         "dpop.algs",
                         list,
-                        format!("`{name}` is not supported (asymmetric JWS algorithms only: ES256 ES384 ES512 RS256 RS384 RS512 PS256 PS384 PS512 EdDSA)"),
+                        format!(
+                            "`{name}` is not supported (asymmetric JWS algorithms only: ES256 ES384 ES512 RS256 RS384 RS512 PS256 PS384 PS512 EdDSA)"
+                        ),
                     ));
                 };
                 algs.push(alg);
@@ -179,13 +191,25 @@ fn dpop_settings(d: &FileDpop) -> Result<DpopSettings, ConfigError> {
         }
     };
     if !(1..=3600).contains(&d.max_age_secs.value) {
-        return Err(err("dpop.max_age_secs", &d.max_age_secs, "must be between 1 and 3600"));
+        return Err(err(
+            "dpop.max_age_secs",
+            &d.max_age_secs,
+            "must be between 1 and 3600",
+        ));
     }
     if d.clock_skew_secs.value > 300 {
-        return Err(err("dpop.clock_skew_secs", &d.clock_skew_secs, "must be at most 300"));
+        return Err(err(
+            "dpop.clock_skew_secs",
+            &d.clock_skew_secs,
+            "must be at most 300",
+        ));
     }
     if !(512..=65_536).contains(&d.max_proof_bytes.value) {
-        return Err(err("dpop.max_proof_bytes", &d.max_proof_bytes, "must be between 512 and 65536"));
+        return Err(err(
+            "dpop.max_proof_bytes",
+            &d.max_proof_bytes,
+            "must be between 512 and 65536",
+        ));
     }
     Ok(DpopSettings {
         algs,

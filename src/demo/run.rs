@@ -6,6 +6,8 @@
 use super::echo::EchoUpstream;
 use super::emulator::{Emulator, EmulatorConfig, TokenSpec};
 use crate::app::App;
+use crate::auth::dpop::{ProofClaims, ProofSigner};
+use crate::cli::DpopProofArgs;
 use crate::config::Config;
 use crate::signals;
 use std::net::SocketAddr;
@@ -43,9 +45,11 @@ pub fn demo_config(
 pub struct DemoTokens {
     pub reader: String,
     pub writer: String,
+    /// DPoP-bound to the demo key.
+    pub dpop: String,
 }
 
-pub fn mint_demo_tokens(emulator: &Emulator) -> DemoTokens {
+pub fn mint_demo_tokens(emulator: &Emulator, dpop_jkt: &str) -> DemoTokens {
     let spec = |subject: &str, scopes: &[&str]| TokenSpec {
         access_token: None,
         subject: Some(subject.into()),
@@ -60,6 +64,10 @@ pub fn mint_demo_tokens(emulator: &Emulator) -> DemoTokens {
     DemoTokens {
         reader: emulator.add_token(spec("alice", &["orders.read"])),
         writer: emulator.add_token(spec("bob", &["orders.read", "orders.write"])),
+        dpop: emulator.add_token(TokenSpec {
+            dpop_jkt: Some(dpop_jkt.to_owned()),
+            ..spec("dave", &["orders.read"])
+        }),
     }
 }
 
@@ -93,8 +101,16 @@ pub async fn run() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let key_file = std::env::temp_dir().join("tokengate-demo-dpop.key");
+    let signer = match load_or_create_key(&key_file) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("demo: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let emulator = Emulator::new(EmulatorConfig::default());
-    let tokens = mint_demo_tokens(&emulator);
+    let tokens = mint_demo_tokens(&emulator, &signer.thumbprint());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -108,12 +124,17 @@ pub async fn run() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "tokengate".into());
+    let proof_command = format!("'{exe}' dpop-proof --key '{}'", key_file.display());
     print_instructions(
         gateway_addr,
         admin_addr,
         emulator_addr,
         upstream_addr,
         &tokens,
+        &proof_command,
     );
     app.run(signals::shutdown()).await;
     let _ = stop_tx.send(true);
@@ -126,6 +147,7 @@ fn print_instructions(
     emulator: SocketAddr,
     upstream: SocketAddr,
     t: &DemoTokens,
+    proof: &str,
 ) {
     let g = format!("http://{gateway}");
     println!(
@@ -139,6 +161,7 @@ tokengate demo is running (Ctrl-C to stop)
 Tokens (minted in the emulator, valid for 1 hour):
   READER  (alice, scope orders.read)               {reader}
   WRITER  (bob,   scopes orders.read orders.write) {writer}
+  DPOP    (dave,  scope orders.read, DPoP-bound)   {dpop}
 
 Try these (each is one line):
 
@@ -163,6 +186,15 @@ curl -i -X POST -H "Authorization: Bearer {writer}" -H "Content-Type: applicatio
 # 400 invalid_request: a malformed Authorization header
 curl -i -H "Authorization: Bearer a b" {g}/orders/42
 
+# 200: the DPoP-bound token with a fresh proof (RFC 9449); each proof works once, so run the whole line again for another request
+curl -i -H "Authorization: DPoP {dpop}" -H "DPoP: $({proof} --method GET --url {g}/orders/42 --token {dpop})" {g}/orders/42
+
+# 401 invalid_token: the DPoP-bound token presented as a Bearer token (RFC 9449 section 7.2)
+curl -i -H "Authorization: Bearer {dpop}" {g}/orders/42
+
+# 401 invalid_dpop_proof: a proof made for another URL
+curl -i -H "Authorization: DPoP {dpop}" -H "DPoP: $({proof} --method GET --url {g}/orders/7 --token {dpop})" {g}/orders/42
+
 # metrics: one introspection per token, then cache hits
 curl -s http://{admin}/metrics | grep -E "^tokengate_(requests_total|introspection_requests_total|token_cache)"
 
@@ -171,7 +203,62 @@ curl -s -X POST -H "Content-Type: application/json" -d '{{"subject":"carol","sco
 "#,
         reader = t.reader,
         writer = t.writer,
+        dpop = t.dpop,
     );
+}
+
+/// Loads an ES256 key from `path` (base64 PKCS#8), creating the file when it does not exist.
+pub fn load_or_create_key(path: &std::path::Path) -> Result<ProofSigner, String> {
+    use base64::Engine;
+    let engine = base64::engine::general_purpose::STANDARD;
+    let pkcs8 = match std::fs::read_to_string(path) {
+        Ok(text) => engine
+            .decode(text.trim())
+            .map_err(|e| format!("{}: not a base64 key: {e}", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let pkcs8 = ProofSigner::generate_es256_pkcs8()
+                .map_err(|_| "cannot generate a key".to_owned())?;
+            std::fs::write(path, engine.encode(&pkcs8))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            pkcs8
+        }
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    ProofSigner::es256_from_pkcs8(&pkcs8)
+        .map_err(|e| format!("{}: not an ES256 PKCS#8 key: {e}", path.display()))
+}
+
+/// `tokengate dpop-proof`: prints a proof (or the key's thumbprint).
+pub fn dpop_proof(args: &DpopProofArgs) -> ExitCode {
+    let signer = match load_or_create_key(&args.key) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("dpop-proof: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.print_jkt {
+        println!("{}", signer.thumbprint());
+        return ExitCode::SUCCESS;
+    }
+    let Some(url) = &args.url else {
+        eprintln!("dpop-proof: --url is required (or use --print-jkt)");
+        return ExitCode::from(2);
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    println!(
+        "{}",
+        signer.sign(&ProofClaims::new(
+            &args.method,
+            url,
+            args.token.as_deref(),
+            now
+        ))
+    );
+    ExitCode::SUCCESS
 }
 
 /// `tokengate emulator`: the Authlete emulator alone.

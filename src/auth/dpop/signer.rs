@@ -93,6 +93,27 @@ impl ProofSigner {
         Ok(Self { alg, key, jwk })
     }
 
+    /// An ES256 signer from a PKCS#8 document (what [`Self::generate_es256_pkcs8`] returns).
+    pub fn es256_from_pkcs8(pkcs8: &[u8]) -> Result<Self, aws_lc_rs::error::KeyRejected> {
+        let pair = EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8)?;
+        let point = pair.public_key().as_ref().to_vec();
+        let jwk = json!({"kty":"EC","crv":"P-256","x":B64.encode(&point[1..33]),"y":B64.encode(&point[33..])});
+        Ok(Self {
+            alg: Alg::ES256,
+            key: Key::Ec(pair, "P-256"),
+            jwk,
+        })
+    }
+
+    /// A new ES256 key as a PKCS#8 document, for storing in a file.
+    pub fn generate_es256_pkcs8() -> Result<Vec<u8>, aws_lc_rs::error::Unspecified> {
+        let doc = EcdsaKeyPair::generate_pkcs8(
+            &sig::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &SystemRandom::new(),
+        )?;
+        Ok(doc.as_ref().to_vec())
+    }
+
     /// The public JWK embedded in proofs.
     pub fn jwk(&self) -> &Value {
         &self.jwk

@@ -91,13 +91,20 @@ impl Introspector {
     /// Authlete accepts it, the proof's key becomes the token's cached binding. An unbound token
     /// therefore never becomes bound to whatever key first presents it (standards DP-04).
     /// RFC 7662 backends return `cnf.jkt` in one call.
-    pub async fn introspect_with_proof(&self, token: &AccessToken, proof: &PresentedProof<'_>) -> Result<Verdict, AuthError> {
+    pub async fn introspect_with_proof(
+        &self,
+        token: &AccessToken,
+        proof: &PresentedProof<'_>,
+    ) -> Result<Verdict, AuthError> {
         let plain = self.introspect(token).await?;
         if !matches!(self.backend, Backend::Authlete(_)) {
             return Ok(plain);
         }
         match plain {
-            Verdict::Refused { error: AuthError::BindingRequired, .. } => match self.call(token, Some(proof)).await? {
+            Verdict::Refused {
+                error: AuthError::BindingRequired,
+                ..
+            } => match self.call(token, Some(proof)).await? {
                 Verdict::Active(grant) => {
                     let bound = Grant::clone(&grant).with_binding(Binding::Dpop(proof.jkt.into()));
                     Ok(Verdict::Active(Arc::new(bound)))
@@ -113,7 +120,11 @@ impl Introspector {
         self.call(token, None).await
     }
 
-    async fn call(&self, token: &AccessToken, proof: Option<&PresentedProof<'_>>) -> Result<Verdict, AuthError> {
+    async fn call(
+        &self,
+        token: &AccessToken,
+        proof: Option<&PresentedProof<'_>>,
+    ) -> Result<Verdict, AuthError> {
         let started = Instant::now();
         let call = async {
             match &self.backend {

@@ -341,9 +341,14 @@ fn check_dpop(jkt: &str, proof: &str, query: &Query<'_>, now_ms: i64) -> Result<
         return Err(refuse("htm and htu are required with dpop"));
     };
     let htu = htu.split(['?', '#']).next().unwrap_or("");
-    let (scheme, rest) = htu.split_once("://").ok_or_else(|| refuse("htu is not an absolute URL"))?;
-    let (authority, path) = rest.find('/').map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
-    let origin = canonical_origin(scheme, authority).ok_or_else(|| refuse("htu is not an http(s) URL"))?;
+    let (scheme, rest) = htu
+        .split_once("://")
+        .ok_or_else(|| refuse("htu is not an absolute URL"))?;
+    let (authority, path) = rest
+        .find('/')
+        .map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
+    let origin =
+        canonical_origin(scheme, authority).ok_or_else(|| refuse("htu is not an http(s) URL"))?;
     let path = NormalizedPath::parse(path).map_err(|_| refuse("htu has an invalid path"))?;
     let target = ProofTarget {
         method: htm,
@@ -352,7 +357,9 @@ fn check_dpop(jkt: &str, proof: &str, query: &Query<'_>, now_ms: i64) -> Result<
         access_token: token,
         now: now_ms.div_euclid(1000),
     };
-    let verified = verifier.verify(proof, &target).map_err(|e| refuse(&e.to_string()))?;
+    let verified = verifier
+        .verify(proof, &target)
+        .map_err(|e| refuse(&e.to_string()))?;
     if verified.jkt != jkt {
         return Err(Verdict::new(&DPOP_KEY_MISMATCH));
     }
