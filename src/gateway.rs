@@ -80,6 +80,17 @@ impl Gateway {
             })
             .collect();
         let dpop = config.dpop.clone().map(Verifier::new);
+        if dpop.is_some() {
+            // Export every reason at 0 so that dashboards and alerts see the series before the
+            // first rejection.
+            for reason in ProofError::ALL
+                .iter()
+                .map(|e| e.reason())
+                .chain(EXTRA_DPOP_REASONS)
+            {
+                metrics.dpop_rejections_total.with_label_values(&[reason]);
+            }
+        }
         let dpop_algs = config.dpop.as_ref().map(|d| d.algs_list().into_boxed_str());
         Self {
             config,
@@ -314,10 +325,10 @@ impl Gateway {
     fn count_dpop_rejection(&self, rejection: &Rejection) {
         let reason = match rejection {
             Rejection::Auth(AuthError::DpopProof(e)) => e.reason(),
-            Rejection::Auth(AuthError::DpopProofMissing) => "missing",
-            Rejection::Auth(AuthError::DpopRefusedByServer) => "refused_by_server",
-            Rejection::Auth(AuthError::DpopKeyMismatch) => "key_mismatch",
-            Rejection::Auth(AuthError::NotDpopBound) => "not_bound",
+            Rejection::Auth(AuthError::DpopProofMissing) => EXTRA_DPOP_REASONS[0],
+            Rejection::Auth(AuthError::DpopRefusedByServer) => EXTRA_DPOP_REASONS[1],
+            Rejection::Auth(AuthError::DpopKeyMismatch) => EXTRA_DPOP_REASONS[2],
+            Rejection::Auth(AuthError::NotDpopBound) => EXTRA_DPOP_REASONS[3],
             _ => return,
         };
         self.metrics
@@ -363,6 +374,9 @@ struct RequestFacts<'a> {
     scheme: &'static str,
     path: &'a NormalizedPath,
 }
+
+/// `dpop_rejections_total` reasons beyond the proof checks themselves.
+const EXTRA_DPOP_REASONS: [&str; 4] = ["missing", "refused_by_server", "key_mismatch", "not_bound"];
 
 const DPOP: http::HeaderName = http::HeaderName::from_static("dpop");
 

@@ -223,7 +223,10 @@ async fn dot_segments_out_of_a_public_route_require_the_target_routes_scope() {
     // `/public/../orders/42` is `/orders/42`: the orders-read route, not the public one.
     let r = raw_get(&h, "/public/../orders/42").await;
     assert_eq!(r.status, 401, "{}", r.raw);
-    assert_eq!(r.header("www-authenticate"), [r#"Bearer realm="tokengate""#]);
+    assert_eq!(
+        r.header("www-authenticate"),
+        [r#"Bearer realm="tokengate""#]
+    );
     // Percent-encoded dots are unreserved: decoded once, then removed as a dot segment.
     let r = raw_get(&h, "/public/%2e%2e/orders/42").await;
     assert_eq!(r.status, 401, "{}", r.raw);
@@ -233,7 +236,9 @@ async fn dot_segments_out_of_a_public_route_require_the_target_routes_scope() {
     let token = h.token("bob", &["profile"]);
     let r = raw_request(
         h.addr,
-        &format!("GET /public/../orders/42 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"),
+        &format!(
+            "GET /public/../orders/42 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+        ),
     )
     .await;
     assert_eq!(r.status, 403, "{}", r.raw);
@@ -266,9 +271,17 @@ async fn hostile_paths_are_400_and_nothing_is_forwarded() {
         "/orders/%4",
     ] {
         for auth in [String::new(), format!("Authorization: Bearer {token}\r\n")] {
-            let r = raw_request(h.addr, &format!("GET {target} HTTP/1.1\r\nHost: x\r\n{auth}"))
-                .await;
+            let r = raw_request(
+                h.addr,
+                &format!("GET {target} HTTP/1.1\r\nHost: x\r\n{auth}"),
+            )
+            .await;
             assert_eq!(r.status, 400, "{target}: {}", r.raw);
+            assert!(
+                r.body.contains(r#""error":"invalid_request""#),
+                "{target}: {}",
+                r.raw
+            );
         }
     }
     assert_eq!(h.upstream_requests(), 0);
@@ -290,7 +303,11 @@ async fn hostile_path_rejection_has_a_json_body() {
 #[tokio::test]
 async fn query_string_does_not_take_part_in_matching() {
     let h = Harness::start().await;
-    for target in ["/orders/1?x=/public", "/orders/1?/public/x", "/orders?x=/../public"] {
+    for target in [
+        "/orders/1?x=/public",
+        "/orders/1?/public/x",
+        "/orders?x=/../public",
+    ] {
         let r = raw_get(&h, target).await;
         assert_eq!(r.status, 401, "{target}: {}", r.raw);
     }
@@ -309,7 +326,9 @@ async fn query_string_is_forwarded_verbatim() {
     let query = "x=/public&b=%2F..%2f&c=%41%zz&d=a+b&e=&e=2";
     let r = raw_request(
         h.addr,
-        &format!("GET /orders/./42?{query} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"),
+        &format!(
+            "GET /orders/./42?{query} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+        ),
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.raw);

@@ -73,6 +73,22 @@ pub enum ProofError {
 }
 
 impl ProofError {
+    /// Every variant (with a representative key error), for pre-registering metric labels.
+    pub const ALL: [ProofError; 12] = [
+        ProofError::Malformed,
+        ProofError::TooLarge,
+        ProofError::Type,
+        ProofError::Algorithm,
+        ProofError::Key(KeyError::Malformed),
+        ProofError::Signature,
+        ProofError::MissingClaim,
+        ProofError::Method,
+        ProofError::Url,
+        ProofError::Time,
+        ProofError::TokenHash,
+        ProofError::Replay,
+    ];
+
     pub fn reason(self) -> &'static str {
         match self {
             ProofError::Malformed => "malformed",
