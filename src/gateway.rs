@@ -20,6 +20,7 @@ use crate::path::NormalizedPath;
 use crate::policy::{self, Access};
 use crate::proxy::{self, Forwarder, headers};
 use crate::respond::{self, Rejection};
+use crate::tls::ClientCertificate;
 use http::request::Parts;
 use http::{HeaderMap, Method, Request, Response, header};
 use hyper::body::Incoming;
@@ -29,11 +30,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// What the gateway knows about the connection a request arrived on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnectionInfo {
     pub peer: SocketAddr,
     /// `http` or `https`.
     pub scheme: &'static str,
+    /// The certificate the client presented in the TLS handshake (RFC 8705), if any.
+    pub client_cert: Option<Arc<ClientCertificate>>,
 }
 
 /// One configuration snapshot with the shared components it uses. A reload builds a new
@@ -178,6 +181,28 @@ impl Gateway {
         let is_upgrade = headers::is_upgrade_request(&head.headers);
         headers::strip_hop_by_hop(&mut head.headers, is_upgrade);
         headers::strip_identity(&mut head.headers, &self.config.identity_headers);
+        let trusted = self
+            .config
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(&connection.peer.ip()));
+        // The client certificate: from this connection's handshake, or, only from a trusted
+        // TLS-terminating proxy, from the configured header (which never reaches the upstream).
+        let forwarded_cert = self
+            .config
+            .client_cert_header
+            .as_ref()
+            .and_then(|name| head.headers.remove(name))
+            .filter(|_| trusted)
+            .and_then(|v| {
+                v.to_str()
+                    .ok()
+                    .and_then(ClientCertificate::from_header_value)
+            });
+        let client_cert = connection
+            .client_cert
+            .as_deref()
+            .or(forwarded_cert.as_ref());
 
         let grant = match (&route.access, preflight.is_some()) {
             // A CORS preflight carries no credentials by design (Fetch standard); the upstream
@@ -196,6 +221,7 @@ impl Gateway {
                     authority: authority.as_deref(),
                     scheme: connection.scheme,
                     path: &path,
+                    client_cert,
                 };
                 let grant = self
                     .authenticate(&head.headers, &request, &mut exchange.presented)
@@ -210,11 +236,6 @@ impl Gateway {
             head.headers.remove(header::AUTHORIZATION);
             head.headers.remove("dpop");
         }
-        let trusted = self
-            .config
-            .trusted_proxies
-            .iter()
-            .any(|net| net.contains(&connection.peer.ip()));
         let peer = headers::Peer {
             ip: connection.peer.ip(),
             trusted,
@@ -239,18 +260,23 @@ impl Gateway {
     ) -> Result<Arc<Grant>, Rejection> {
         let credential = Credential::extract(headers, self.config.limits.max_token_bytes)?;
         let key = TokenHash::of(credential.token.expose());
+        let cert_pem = request.client_cert.map(|c| c.pem.as_str());
         let (verifier, Scheme::Dpop) = (&self.dpop, credential.scheme) else {
             // The Bearer scheme. A stray DPoP header is ignored (it is stripped before
             // forwarding and never raises trust).
             *presented = Some(Scheme::Bearer);
             let grant = self
-                .lookup(key, self.introspector.introspect(&credential.token))
+                .lookup(
+                    key,
+                    self.introspector.introspect(&credential.token, cert_pem),
+                )
                 .await?;
             if let Binding::Dpop(_) = grant.binding {
                 // RFC 9449 section 7.2: a DPoP-bound token presented as Bearer is refused,
                 // from cache too.
                 return Err(AuthError::BindingRequired.into());
             }
+            check_certificate(&grant, request.client_cert)?;
             return Ok(grant);
         };
         let Some(verifier) = verifier else {
@@ -292,10 +318,14 @@ impl Gateway {
         let grant = self
             .lookup(
                 key,
-                self.introspector
-                    .introspect_with_proof(&credential.token, &presented_proof),
+                self.introspector.introspect_with_proof(
+                    &credential.token,
+                    &presented_proof,
+                    cert_pem,
+                ),
             )
             .await?;
+        check_certificate(&grant, request.client_cert)?;
         match &grant.binding {
             Binding::Dpop(jkt) if constant_time_eq(jkt.as_bytes(), verified.jkt.as_bytes()) => {
                 Ok(grant)
@@ -373,6 +403,25 @@ struct RequestFacts<'a> {
     authority: Option<&'a str>,
     scheme: &'static str,
     path: &'a NormalizedPath,
+    client_cert: Option<&'a ClientCertificate>,
+}
+
+/// RFC 8705 section 3: a certificate-bound token is honoured only with the same certificate,
+/// compared on every request (also when the grant comes from the cache).
+fn check_certificate(
+    grant: &Grant,
+    presented: Option<&ClientCertificate>,
+) -> Result<(), AuthError> {
+    match (&grant.certificate, presented) {
+        (None, _) => Ok(()),
+        (Some(_), None) => Err(AuthError::BindingRequired),
+        (Some(bound), Some(cert))
+            if constant_time_eq(bound.as_bytes(), cert.thumbprint.as_bytes()) =>
+        {
+            Ok(())
+        }
+        (Some(_), Some(_)) => Err(AuthError::CertificateMismatch),
+    }
 }
 
 /// `dpop_rejections_total` reasons beyond the proof checks themselves.

@@ -20,3 +20,4 @@ pub mod respond;
 pub mod server;
 pub mod signals;
 pub mod telemetry;
+pub mod tls;

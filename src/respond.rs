@@ -211,6 +211,16 @@ fn shape(rejection: &Rejection) -> Shape {
                 "invalid_token",
             )
         }
+        Rejection::Auth(A::CertificateMismatch) => {
+            let d = "the access token is bound to another client certificate";
+            s(
+                S::UNAUTHORIZED,
+                Ch::Error("invalid_token"),
+                "invalid_token",
+                d,
+                "invalid_token",
+            )
+        }
         Rejection::Auth(A::Forbidden) => {
             let d = "the authorization server refused this token for this resource";
             s(

@@ -31,6 +31,10 @@ pub enum AuthError {
     /// A token that is not DPoP-bound was presented with the DPoP scheme (standards DP-04).
     #[error("the access token is not DPoP-bound")]
     NotDpopBound,
+    /// The token is bound to a client certificate other than the one presented (RFC 8705
+    /// section 3: `invalid_token`).
+    #[error("the client certificate does not match the token's binding")]
+    CertificateMismatch,
     /// The authorization server refused the token for this request for a reason other than
     /// scope (e.g. subject or authentication context).
     #[error("the authorization server refused the token")]

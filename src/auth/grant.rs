@@ -33,6 +33,8 @@ pub struct Grant {
     pub expires_at: Option<SystemTime>,
     pub identity: IdentityValues,
     pub binding: Binding,
+    /// RFC 8705 `x5t#S256` of the client certificate the token is bound to, if any.
+    pub certificate: Option<Box<str>>,
 }
 
 impl Grant {
@@ -54,7 +56,13 @@ impl Grant {
             expires_at,
             identity,
             binding: Binding::None,
+            certificate: None,
         }
+    }
+
+    pub fn with_certificate(mut self, thumbprint: Option<String>) -> Self {
+        self.certificate = thumbprint.filter(|t| !t.is_empty()).map(Into::into);
+        self
     }
 
     pub fn with_binding(mut self, binding: Binding) -> Self {

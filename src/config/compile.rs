@@ -55,13 +55,34 @@ pub(super) fn compile(raw: FileConfig, _file: &str) -> Result<Config, ConfigErro
         .as_ref()
         .map(|a| socket_addr("admin_listen", a))
         .transpose()?;
-    if let Some(tls) = &raw.tls {
-        return Err(err(
-            "tls",
-            tls,
-            "TLS termination is not available in this build yet; terminate TLS in front of tokengate",
-        ));
-    }
+    let (tls, client_cert_header) = match &raw.tls {
+        None => (None, None),
+        Some(t) => {
+            let f = &t.value;
+            let compiled = crate::tls::server_config(
+                std::path::Path::new(&f.cert_file),
+                std::path::Path::new(&f.key_file),
+                f.client_ca_file.as_deref().map(std::path::Path::new),
+            )
+            .map_err(|(field, reason)| err(field, t, reason))?;
+            let header = match &f.client_cert_header {
+                None => None,
+                Some(h) => {
+                    let name = HeaderName::from_bytes(h.value.as_bytes())
+                        .map_err(|_| err("tls.client_cert_header", h, "not a valid header name"))?;
+                    if raw.trusted_proxies.is_empty() {
+                        return Err(err(
+                            "tls.client_cert_header",
+                            h,
+                            "a forwarded certificate is only accepted from trusted_proxies; list them",
+                        ));
+                    }
+                    Some(name)
+                }
+            };
+            (Some(compiled), header)
+        }
+    };
     let dpop = match &raw.dpop {
         Some(d) if d.value.enabled => Some(dpop_settings(&d.value)?),
         _ => None,
@@ -159,6 +180,8 @@ pub(super) fn compile(raw: FileConfig, _file: &str) -> Result<Config, ConfigErro
         identity_headers,
         dpop,
         public_origin,
+        tls,
+        client_cert_header,
         limits: Limits {
             max_token_bytes: max_token_bytes.value as usize,
         },

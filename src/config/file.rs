@@ -34,9 +34,6 @@ pub(crate) struct FileConfig {
     pub routes: Vec<FileRoute>,
 }
 
-// Parsed so that the schema is complete and a typo is reported; compile.rs refuses the section
-// until TLS termination lands.
-#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileTls {
@@ -44,6 +41,10 @@ pub(crate) struct FileTls {
     pub key_file: String,
     #[serde(default)]
     pub client_ca_file: Option<String>,
+    /// Header in which a TLS-terminating proxy in `trusted_proxies` forwards the client
+    /// certificate (RFC 9440 `Client-Cert`, or nginx's escaped PEM).
+    #[serde(default)]
+    pub client_cert_header: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

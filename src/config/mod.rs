@@ -31,6 +31,10 @@ pub struct Config {
     pub dpop: Option<crate::auth::dpop::DpopSettings>,
     /// The origin clients use (`scheme://host[:port]`, canonical), for DPoP `htu`.
     pub public_origin: Option<String>,
+    /// TLS termination (and client certificates) when `tls:` is set.
+    pub tls: Option<crate::tls::TlsConfig>,
+    /// Header carrying a client certificate forwarded by a trusted proxy.
+    pub client_cert_header: Option<HeaderName>,
     pub trusted_proxies: Vec<IpNet>,
     pub identity_headers: IdentityHeaders,
     pub limits: Limits,

@@ -86,6 +86,8 @@ pub(crate) struct IntrospectionResponse {
     pub scopes: Option<Vec<String>>,
     /// Epoch milliseconds.
     pub expires_at: Option<i64>,
+    /// RFC 8705 `x5t#S256` of the bound client certificate.
+    pub certificate_thumbprint: Option<String>,
 }
 
 #[derive(serde::Serialize)]
@@ -98,6 +100,8 @@ struct IntrospectionRequest<'a> {
     htm: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     htu: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_certificate: Option<&'a str>,
 }
 
 pub(super) async fn introspect(
@@ -105,6 +109,7 @@ pub(super) async fn introspect(
     settings: &AuthleteSettings,
     token: &AccessToken,
     proof: Option<&super::PresentedProof<'_>>,
+    client_certificate: Option<&str>,
 ) -> Result<Verdict, AuthError> {
     let request = http
         .post(&settings.endpoint)
@@ -114,6 +119,7 @@ pub(super) async fn introspect(
             dpop: proof.map(|p| p.proof),
             htm: proof.map(|p| p.htm),
             htu: proof.map(|p| p.htu),
+            client_certificate,
         });
     let request = match &settings.api {
         AuthleteApi::V3 { access_token, .. } => request.bearer_auth(access_token),
@@ -171,7 +177,8 @@ pub(crate) fn classify(
                 client_id,
                 body.scopes.unwrap_or_default(),
                 expires_at,
-            );
+            )
+            .with_certificate(body.certificate_thumbprint);
             Ok(Verdict::Active(Arc::new(grant)))
         }
         Some("UNAUTHORIZED") => Ok(match code {
@@ -180,6 +187,12 @@ pub(crate) fn classify(
             // token alone, so it must not be remembered against the token's legitimate holder.
             "A065304" | "A065308" => Verdict::Refused {
                 error: AuthError::BindingRequired,
+                remember: false,
+            },
+            // The certificate presented does not match the token's (A065305), or could not be
+            // read: again a property of this presentation, never remembered.
+            "A065305" | "A065306" | "A065307" => Verdict::Refused {
+                error: AuthError::CertificateMismatch,
                 remember: false,
             },
             // The proof sent with the token was refused: a property of this presentation only.

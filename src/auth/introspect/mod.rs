@@ -95,8 +95,9 @@ impl Introspector {
         &self,
         token: &AccessToken,
         proof: &PresentedProof<'_>,
+        client_certificate: Option<&str>,
     ) -> Result<Verdict, AuthError> {
-        let plain = self.introspect(token).await?;
+        let plain = self.introspect(token, client_certificate).await?;
         if !matches!(self.backend, Backend::Authlete(_)) {
             return Ok(plain);
         }
@@ -104,7 +105,7 @@ impl Introspector {
             Verdict::Refused {
                 error: AuthError::BindingRequired,
                 ..
-            } => match self.call(token, Some(proof)).await? {
+            } => match self.call(token, Some(proof), client_certificate).await? {
                 Verdict::Active(grant) => {
                     let bound = Grant::clone(&grant).with_binding(Binding::Dpop(proof.jkt.into()));
                     Ok(Verdict::Active(Arc::new(bound)))
@@ -115,21 +116,28 @@ impl Introspector {
         }
     }
 
-    /// One introspection call. Any failure to obtain a verdict is `AuthError::Unavailable`.
-    pub async fn introspect(&self, token: &AccessToken) -> Result<Verdict, AuthError> {
-        self.call(token, None).await
+    /// One introspection call, with the connection's client certificate (PEM) when there is
+    /// one (RFC 8705). Any failure to obtain a verdict is `AuthError::Unavailable`.
+    pub async fn introspect(
+        &self,
+        token: &AccessToken,
+        client_certificate: Option<&str>,
+    ) -> Result<Verdict, AuthError> {
+        self.call(token, None, client_certificate).await
     }
 
     async fn call(
         &self,
         token: &AccessToken,
         proof: Option<&PresentedProof<'_>>,
+        client_certificate: Option<&str>,
     ) -> Result<Verdict, AuthError> {
         let started = Instant::now();
         let call = async {
             match &self.backend {
                 Backend::Authlete(settings) => {
-                    authlete::introspect(&self.http, settings, token, proof).await
+                    authlete::introspect(&self.http, settings, token, proof, client_certificate)
+                        .await
                 }
                 Backend::Rfc7662(settings) => {
                     rfc7662::introspect(&self.http, settings, token).await

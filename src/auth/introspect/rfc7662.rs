@@ -43,6 +43,9 @@ pub(crate) struct Rfc7662Response {
 #[serde(default)]
 pub(crate) struct Confirmation {
     pub jkt: Option<String>,
+    /// RFC 8705 section 3.1.
+    #[serde(rename = "x5t#S256")]
+    pub x5t_s256: Option<String>,
 }
 
 pub(super) async fn introspect(
@@ -103,12 +106,15 @@ pub(crate) fn classify(body: Rfc7662Response) -> Verdict {
         .exp
         .filter(|s| *s > 0)
         .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s.unsigned_abs()));
-    let binding = match body.cnf.and_then(|c| c.jkt) {
+    let cnf = body.cnf.unwrap_or_default();
+    let binding = match cnf.jkt {
         Some(jkt) => Binding::Dpop(jkt.into()),
         None => Binding::None,
     };
     Verdict::Active(Arc::new(
-        Grant::new(body.sub, body.client_id, scopes, expires_at).with_binding(binding),
+        Grant::new(body.sub, body.client_id, scopes, expires_at)
+            .with_binding(binding)
+            .with_certificate(cnf.x5t_s256),
     ))
 }
 
