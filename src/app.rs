@@ -26,6 +26,8 @@ pub enum StartError {
     },
     #[error("cannot build the introspection client: {0}")]
     Client(#[from] reqwest::Error),
+    #[error("cannot build the upstream client: {0}")]
+    Upstream(String),
 }
 
 /// A bound, not yet running gateway.
@@ -79,12 +81,8 @@ fn build_gateway(
             && a.timeout == b.timeout
             && format!("{:?}", a.cache) == format!("{:?}", b.cache)
     });
-    let (cache, introspector, forwarder) = match reusable {
-        Some(p) => (
-            p.cache().clone(),
-            p.introspector().clone(),
-            p.forwarder().clone(),
-        ),
+    let (cache, introspector) = match reusable {
+        Some(p) => (p.cache().clone(), p.introspector().clone()),
         None => (
             Arc::new(TokenCache::new(&config.introspection.cache)),
             Arc::new(Introspector::new(
@@ -92,11 +90,11 @@ fn build_gateway(
                 config.introspection.timeout,
                 metrics.clone(),
             )?),
-            previous
-                .map(|p| p.forwarder().clone())
-                .unwrap_or_else(|| Arc::new(Forwarder::new(metrics.clone()))),
         ),
     };
+    // Upstreams may change with the file, so each snapshot has its own connection pools.
+    let forwarder =
+        Arc::new(Forwarder::new(&config.upstreams, metrics.clone()).map_err(StartError::Upstream)?);
     Ok(Gateway::new(
         config,
         cache,

@@ -248,7 +248,10 @@ impl Gateway {
             headers::add_identity(&mut head.headers, &self.config.identity_headers, grant);
         }
         let upstream = &self.config.upstreams[route.upstream];
-        Ok(self.forwarder.send(upstream, &path, head, body).await?)
+        Ok(self
+            .forwarder
+            .send(route.upstream, upstream, &path, head, body)
+            .await?)
     }
 
     /// Credential (and DPoP proof) → grant, through the cache.

@@ -51,6 +51,34 @@ fn read_certs(field: &'static str, path: &Path) -> Result<Vec<CertificateDer<'st
     Ok(certs)
 }
 
+/// CA certificates from a PEM file (for an upstream's `ca_file`).
+pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    read_certs("ca_file", path).map_err(|(_, reason)| reason)
+}
+
+/// The TLS client configuration for one upstream: system roots plus `extra_roots`, ALPN left to
+/// the connector (h2 and http/1.1).
+pub fn upstream_client_config(
+    extra_roots: &[CertificateDer<'static>],
+) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        let _ = roots.add(cert);
+    }
+    for cert in extra_roots {
+        roots.add(cert.clone()).map_err(|e| e.to_string())?;
+    }
+    if roots.is_empty() {
+        return Err("no trusted CA certificates (system store empty and no ca_file)".into());
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// Builds the server configuration from the files named in the config.
 pub fn server_config(
     cert_file: &Path,

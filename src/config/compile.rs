@@ -3,7 +3,7 @@
 //! the value came from the file, its line and column.
 
 use super::error::{ConfigError, Position};
-use super::file::{FileAuth, FileConfig, FileDpop, FileRoute, S};
+use super::file::{FileAuth, FileConfig, FileDpop, FileRoute, FileUpstream, S};
 use super::{Config, IdentityHeaders, IntrospectionSettings, Limits, Upstream};
 use crate::auth::CacheSettings;
 use crate::auth::dpop::{Alg, DpopSettings};
@@ -157,7 +157,7 @@ pub(super) fn compile(raw: FileConfig, _file: &str) -> Result<Config, ConfigErro
     let mut upstream_index = HashMap::new();
     for (name, u) in &raw.upstreams {
         upstream_index.insert(name.clone(), upstreams.len());
-        upstreams.push(upstream(name, &u.url, &u.timeout_ms)?);
+        upstreams.push(upstream(name, u)?);
     }
     if raw.routes.is_empty() {
         return Err(ConfigError::new(
@@ -429,16 +429,24 @@ fn introspection(raw: &FileConfig) -> Result<IntrospectionSettings, ConfigError>
     })
 }
 
-fn upstream(name: &str, url: &S<String>, timeout_ms: &S<u64>) -> Result<Upstream, ConfigError> {
+fn upstream(name: &str, u: &FileUpstream) -> Result<Upstream, ConfigError> {
+    let (url, timeout_ms) = (&u.url, &u.timeout_ms);
     let field = format!("upstreams.{name}.url");
     let uri = http_url(&field, url)?;
-    if uri.scheme_str() == Some("https") {
-        return Err(err(
-            field,
-            url,
-            "https upstreams are not available in this build yet",
-        ));
-    }
+    let extra_roots = match &u.ca_file {
+        None => Vec::new(),
+        Some(path) => {
+            if uri.scheme_str() != Some("https") {
+                return Err(err(
+                    format!("upstreams.{name}.ca_file"),
+                    path,
+                    "only applies to https upstreams",
+                ));
+            }
+            crate::tls::read_ca_file(std::path::Path::new(&path.value))
+                .map_err(|reason| err(format!("upstreams.{name}.ca_file"), path, reason))?
+        }
+    };
     if timeout_ms.value == 0 {
         return Err(err(
             format!("upstreams.{name}.timeout_ms"),
@@ -455,6 +463,8 @@ fn upstream(name: &str, url: &S<String>, timeout_ms: &S<u64>) -> Result<Upstream
         authority,
         base_path: uri.path().trim_end_matches('/').to_owned(),
         timeout: Duration::from_millis(timeout_ms.value),
+        extra_roots,
+        http2: u.http2,
     })
 }
 

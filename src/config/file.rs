@@ -209,6 +209,13 @@ pub(crate) struct FileUpstream {
     pub url: S<String>,
     #[serde(default = "default_upstream_timeout_ms")]
     pub timeout_ms: S<u64>,
+    /// Extra CA certificates (PEM) trusted for an https upstream, besides the system roots.
+    #[serde(default)]
+    pub ca_file: Option<S<String>>,
+    /// Speak HTTP/2 to the upstream: h2c with prior knowledge for http://, h2 only for https://.
+    /// Without it, https upstreams get HTTP/2 when they offer it in ALPN, else HTTP/1.1.
+    #[serde(default)]
+    pub http2: bool,
 }
 
 fn default_upstream_timeout_ms() -> S<u64> {

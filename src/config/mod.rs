@@ -71,6 +71,10 @@ pub struct Upstream {
     /// Empty, or a prefix starting with `/` and not ending with `/`.
     pub base_path: String,
     pub timeout: Duration,
+    /// CA certificates trusted for this (https) upstream in addition to the system roots.
+    pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// Force HTTP/2 (h2c prior knowledge, or h2 over TLS).
+    pub http2: bool,
 }
 
 impl Config {

@@ -1,5 +1,6 @@
-//! Forwarding: one pooled hyper client for every upstream; bodies stream both ways and are
-//! never buffered whole; the path sent is the `NormalizedPath` that routing matched.
+//! Forwarding: one pooled hyper client per upstream (plain or TLS via rustls; HTTP/2 when an
+//! https upstream offers it in ALPN, or always with `http2: true`); bodies stream both ways and
+//! are never buffered whole; the path sent is the `NormalizedPath` that routing matched.
 //! Upstream faults are the upstream's: unreachable is 502, slow (no response head within the
 //! upstream's `timeout_ms`) is 504. The timeout bounds the wait for the response head only, so
 //! a long download is never cut off mid-body.
@@ -14,6 +15,7 @@ use http::request::Parts;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -28,27 +30,28 @@ pub enum ForwardError {
     Timeout,
 }
 
+type UpstreamClient = Client<HttpsConnector<HttpConnector>, Incoming>;
+
 pub struct Forwarder {
-    client: Client<HttpConnector, Incoming>,
+    /// Indexed like the configuration's upstreams.
+    clients: Vec<UpstreamClient>,
     metrics: Arc<Metrics>,
 }
 
 impl Forwarder {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(1024)
-            .build(connector);
-        Self { client, metrics }
+    /// Builds one client per upstream. Fails only when an https upstream has no usable roots.
+    pub fn new(upstreams: &[Upstream], metrics: Arc<Metrics>) -> Result<Self, String> {
+        let clients = upstreams
+            .iter()
+            .map(|u| client_for(u).map_err(|e| format!("upstream {}: {e}", u.name)))
+            .collect::<Result<_, _>>()?;
+        Ok(Self { clients, metrics })
     }
 
     /// Sends the prepared request head and the client's body to `upstream`.
     pub async fn send(
         &self,
+        index: usize,
         upstream: &Upstream,
         path: &NormalizedPath,
         mut head: Parts,
@@ -56,16 +59,19 @@ impl Forwarder {
     ) -> Result<Response<Body>, ForwardError> {
         let uri =
             upstream_uri(upstream, path, head.uri.query()).ok_or(ForwardError::Unreachable)?;
+        let client = self.clients.get(index).ok_or(ForwardError::Unreachable)?;
         let client_upgrade = head.extensions.remove::<hyper::upgrade::OnUpgrade>();
         let is_upgrade = head.headers.contains_key(header::UPGRADE);
         head.uri = uri;
-        // The gateway speaks its own HTTP/1.1 to the upstream whatever the client used
-        // (RFC 9112 section 2.3).
-        head.version = Version::HTTP_11;
+        // The gateway speaks its own protocol to the upstream whatever the client used
+        // (RFC 9112 section 2.3): HTTP/1.1, or HTTP/2 when configured or negotiated.
+        head.version = if upstream.http2 {
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
+        };
         let request = Request::from_parts(head, body);
-        let response = match tokio::time::timeout(upstream.timeout, self.client.request(request))
-            .await
-        {
+        let response = match tokio::time::timeout(upstream.timeout, client.request(request)).await {
             Err(_) => return Err(ForwardError::Timeout),
             Ok(Err(e)) => {
                 tracing::warn!(upstream = %upstream.name, error = %e, "upstream request failed");
@@ -91,6 +97,41 @@ impl Forwarder {
             body.map_err(Into::into).boxed(),
         ))
     }
+}
+
+fn client_for(upstream: &Upstream) -> Result<UpstreamClient, String> {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_secs(5)));
+    http.enforce_http(false);
+    let builder = hyper_rustls::HttpsConnectorBuilder::new();
+    let connector = if upstream.scheme == http::uri::Scheme::HTTPS {
+        let tls = crate::tls::upstream_client_config(&upstream.extra_roots)?;
+        builder
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(http)
+    } else {
+        // Plain http: no TLS roots are needed; the connector passes connections through.
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+        builder
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(http)
+    };
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(1024)
+        .http2_only(upstream.http2)
+        .build(connector))
 }
 
 /// Joins both upgraded connections (WebSocket and other `Upgrade` protocols).
