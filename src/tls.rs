@@ -70,7 +70,11 @@ pub fn upstream_client_config(
         roots.add(cert.clone()).map_err(|e| e.to_string())?;
     }
     if roots.is_empty() {
-        return Err("no trusted CA certificates (system store empty and no ca_file)".into());
+        // Not fatal: the gateway still starts and this upstream answers 502 until a CA is
+        // configured, which is easier to diagnose than a refusal to start.
+        tracing::warn!(
+            "no trusted CA certificates for an https upstream (system store empty and no ca_file)"
+        );
     }
     Ok(rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()

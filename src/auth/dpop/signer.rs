@@ -114,6 +114,14 @@ impl ProofSigner {
         Ok(doc.as_ref().to_vec())
     }
 
+    /// The parsed public key (for benchmarks that isolate the signature check).
+    pub fn verification_key(
+        &self,
+    ) -> Result<std::sync::Arc<aws_lc_rs::signature::ParsedPublicKey>, super::KeyError> {
+        let jwk = self.jwk.as_object().cloned().unwrap_or_default();
+        super::jwk::check(&jwk, self.alg)?.parse(self.alg)
+    }
+
     /// The public JWK embedded in proofs.
     pub fn jwk(&self) -> &Value {
         &self.jwk
