@@ -22,6 +22,7 @@ fn now() -> i64 {
 
 fn settings(alg: Alg) -> DpopSettings {
     DpopSettings {
+        nonce: tokengate::auth::dpop::NonceMode::None,
         algs: vec![alg],
         max_age: Duration::from_secs(3600),
         clock_skew: Duration::from_secs(5),

@@ -7,7 +7,7 @@
 //! Every request ends in exactly one access-log line and one set of metric updates, written
 //! from the per-request `Exchange` in `finish`.
 
-use crate::auth::dpop::{ProofError, ProofTarget, Verifier, canonical_origin};
+use crate::auth::dpop::{NonceMode, ProofError, ProofTarget, Verifier, canonical_origin};
 use crate::auth::introspect::{Introspector, PresentedProof};
 use crate::auth::{
     AuthError, Binding, Credential, CredentialError, Grant, Scheme, Source, TokenCache, TokenHash,
@@ -63,6 +63,8 @@ struct Exchange {
     path: Option<NormalizedPath>,
     grant: Option<Arc<Grant>>,
     presented: Option<Scheme>,
+    /// A DPoP nonce from the authorization server, passed to the client (RFC 9449 section 9).
+    dpop_nonce: Option<String>,
     outcome: &'static str,
 }
 
@@ -136,6 +138,7 @@ impl Gateway {
             path: None,
             grant: None,
             presented: None,
+            dpop_nonce: None,
             outcome: "forwarded",
         };
         let response = match self.pass(&mut exchange, request, connection).await {
@@ -154,6 +157,14 @@ impl Gateway {
                 respond::reject(&rejection, &context)
             }
         };
+        let mut response = response;
+        if let Some(nonce) = exchange
+            .dpop_nonce
+            .as_deref()
+            .and_then(|n| http::HeaderValue::from_str(n).ok())
+        {
+            response.headers_mut().insert(DPOP_NONCE, nonce);
+        }
         self.finish(&exchange, &response);
         response
     }
@@ -223,9 +234,7 @@ impl Gateway {
                     path: &path,
                     client_cert,
                 };
-                let grant = self
-                    .authenticate(&head.headers, &request, &mut exchange.presented)
-                    .await?;
+                let grant = self.authenticate(&head.headers, &request, exchange).await?;
                 exchange.grant = Some(grant.clone());
                 policy::authorize(access, &grant)?;
                 Some(grant)
@@ -259,7 +268,7 @@ impl Gateway {
         &self,
         headers: &HeaderMap,
         request: &RequestFacts<'_>,
-        presented: &mut Option<Scheme>,
+        exchange: &mut Exchange,
     ) -> Result<Arc<Grant>, Rejection> {
         let credential = Credential::extract(headers, self.config.limits.max_token_bytes)?;
         let key = TokenHash::of(credential.token.expose());
@@ -267,14 +276,14 @@ impl Gateway {
         let (verifier, Scheme::Dpop) = (&self.dpop, credential.scheme) else {
             // The Bearer scheme. A stray DPoP header is ignored (it is stripped before
             // forwarding and never raises trust).
-            *presented = Some(Scheme::Bearer);
+            exchange.presented = Some(Scheme::Bearer);
             let grant = self
                 .lookup(
                     key,
                     self.introspector.introspect(&credential.token, cert_pem),
                 )
                 .await?;
-            if let Binding::Dpop(_) = grant.binding {
+            if grant.binding != Binding::None {
                 // RFC 9449 section 7.2: a DPoP-bound token presented as Bearer is refused,
                 // from cache too.
                 return Err(AuthError::BindingRequired.into());
@@ -286,7 +295,7 @@ impl Gateway {
             // DPoP is off: the scheme is unsupported here (answered as if no credentials).
             return Err(CredentialError::UnsupportedScheme.into());
         };
-        *presented = Some(Scheme::Dpop);
+        exchange.presented = Some(Scheme::Dpop);
         let mut proofs = headers.get_all(DPOP).iter();
         let (Some(proof), None) = (proofs.next(), proofs.next()) else {
             return Err(AuthError::DpopProofMissing.into());
@@ -308,33 +317,59 @@ impl Gateway {
             access_token: credential.token.expose(),
             now: unix_now(),
         };
+        // Local checks first: a bad proof costs no introspection.
         let verified = verifier
             .verify(proof, &target)
             .map_err(AuthError::DpopProof)?;
+        // What the token is (and whether it is bound) is a property of the token alone: cached.
+        let grant = self
+            .lookup(
+                key,
+                self.introspector.introspect(&credential.token, cert_pem),
+            )
+            .await?;
+        check_certificate(&grant, request.client_cert)?;
+        let nonce_mode = verifier.settings().nonce == NonceMode::Authlete;
+        match &grant.binding {
+            // Standards DP-04: the DPoP scheme claims a binding the token does not have.
+            Binding::None => return Err(AuthError::NotDpopBound.into()),
+            Binding::Dpop(jkt) if !constant_time_eq(jkt.as_bytes(), verified.jkt.as_bytes()) => {
+                return Err(AuthError::DpopKeyMismatch.into());
+            }
+            Binding::Dpop(_) if !nonce_mode => return Ok(grant),
+            Binding::Dpop(_) | Binding::DpopKeyUnknown => {}
+        }
+        // The authorization server must see this proof: to learn which key the token is bound
+        // to (once per token: Authlete's API does not return `cnf.jkt`), or, in nonce mode, to
+        // enforce its DPoP nonce on every request.
         let htu = format!("{origin}{}", request.path);
         let presented_proof = PresentedProof {
             proof,
             htm: request.method.as_str(),
             htu: &htu,
-            jkt: &verified.jkt,
+            nonce_required: nonce_mode,
         };
-        let grant = self
-            .lookup(
-                key,
-                self.introspector.introspect_with_proof(
-                    &credential.token,
-                    &presented_proof,
-                    cert_pem,
-                ),
-            )
-            .await?;
-        check_certificate(&grant, request.client_cert)?;
-        match &grant.binding {
-            Binding::Dpop(jkt) if constant_time_eq(jkt.as_bytes(), verified.jkt.as_bytes()) => {
-                Ok(grant)
+        let (verdict, nonce) = self
+            .introspector
+            .introspect_proof(&credential.token, &presented_proof, cert_pem)
+            .await;
+        exchange.dpop_nonce = nonce;
+        match verdict? {
+            Verdict::Active(accepted)
+                if accepted.binding == Binding::None
+                    || accepted.binding == Binding::Dpop(verified.jkt.as_str().into()) =>
+            {
+                let bound = Arc::new(
+                    Grant::clone(&accepted).with_binding(Binding::Dpop(verified.jkt.into())),
+                );
+                if grant.binding == Binding::DpopKeyUnknown {
+                    self.cache.insert(key, bound.clone()).await;
+                }
+                Ok(bound)
             }
-            Binding::Dpop(_) => Err(AuthError::DpopKeyMismatch.into()),
-            Binding::None => Err(AuthError::NotDpopBound.into()),
+            // The server answered "bound, proof expected" or named another key: refuse.
+            Verdict::Active(_) => Err(AuthError::DpopRefusedByServer.into()),
+            Verdict::Refused { error, .. } => Err(error.into()),
         }
     }
 
@@ -362,6 +397,7 @@ impl Gateway {
             Rejection::Auth(AuthError::DpopRefusedByServer) => EXTRA_DPOP_REASONS[1],
             Rejection::Auth(AuthError::DpopKeyMismatch) => EXTRA_DPOP_REASONS[2],
             Rejection::Auth(AuthError::NotDpopBound) => EXTRA_DPOP_REASONS[3],
+            Rejection::Auth(AuthError::UseDpopNonce) => EXTRA_DPOP_REASONS[4],
             _ => return,
         };
         self.metrics
@@ -428,9 +464,16 @@ fn check_certificate(
 }
 
 /// `dpop_rejections_total` reasons beyond the proof checks themselves.
-const EXTRA_DPOP_REASONS: [&str; 4] = ["missing", "refused_by_server", "key_mismatch", "not_bound"];
+const EXTRA_DPOP_REASONS: [&str; 5] = [
+    "missing",
+    "refused_by_server",
+    "key_mismatch",
+    "not_bound",
+    "use_dpop_nonce",
+];
 
 const DPOP: http::HeaderName = http::HeaderName::from_static("dpop");
+const DPOP_NONCE: http::HeaderName = http::HeaderName::from_static("dpop-nonce");
 
 fn unix_now() -> i64 {
     std::time::SystemTime::now()

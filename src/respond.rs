@@ -191,6 +191,17 @@ fn shape(rejection: &Rejection) -> Shape {
                 "invalid_dpop_proof",
             )
         }
+        Rejection::Auth(A::UseDpopNonce) => {
+            let d =
+                "the authorization server requires a DPoP nonce; retry with the DPoP-Nonce value";
+            s(
+                S::UNAUTHORIZED,
+                Ch::DpopError("use_dpop_nonce"),
+                "use_dpop_nonce",
+                d,
+                "use_dpop_nonce",
+            )
+        }
         Rejection::Auth(A::DpopKeyMismatch) => {
             let d = "the DPoP proof key does not match the access token's binding";
             s(

@@ -134,6 +134,13 @@ impl TokenCache {
         }
     }
 
+    /// Replaces a token's positive entry, e.g. once its DPoP key is learned. The TTL is
+    /// computed as for an introspection result.
+    pub async fn insert(&self, key: TokenHash, grant: Arc<Grant>) {
+        let ttl = positive_ttl(SystemTime::now(), grant.expires_at, self.max_ttl);
+        self.positive.insert(key, Cached { grant, ttl }).await;
+    }
+
     /// Positive plus negative entries (approximate, as moka's counts are).
     pub fn entry_count(&self) -> u64 {
         self.positive.entry_count() + self.negative.entry_count()

@@ -24,6 +24,9 @@ pub enum AuthError {
     /// The authorization server refused the proof (e.g. Authlete A065309-A065313).
     #[error("the authorization server refused the DPoP proof")]
     DpopRefusedByServer,
+    /// The authorization server requires a (fresh) DPoP nonce (RFC 9449 section 9).
+    #[error("the authorization server requires a DPoP nonce")]
+    UseDpopNonce,
     /// The proof is valid but signed by a key other than the one the token is bound to
     /// (RFC 9449 Figure 16: `invalid_token`).
     #[error("the DPoP proof key does not match the token's binding")]

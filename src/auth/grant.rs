@@ -22,6 +22,9 @@ pub enum Binding {
     None,
     /// DPoP-bound (RFC 9449): the RFC 7638 thumbprint of the only key whose proofs count.
     Dpop(Box<str>),
+    /// DPoP-bound, key not learned yet (Authlete said a proof was expected). A grant with this
+    /// binding authorizes nothing.
+    DpopKeyUnknown,
 }
 
 /// An active token's facts.
@@ -63,6 +66,12 @@ impl Grant {
     pub fn with_certificate(mut self, thumbprint: Option<String>) -> Self {
         self.certificate = thumbprint.filter(|t| !t.is_empty()).map(Into::into);
         self
+    }
+
+    /// What the cache remembers about a token known to be DPoP-bound before any proof from its
+    /// key was accepted: no identity, no scopes.
+    pub fn dpop_bound_marker() -> Self {
+        Self::new(None, None, Vec::new(), None).with_binding(Binding::DpopKeyUnknown)
     }
 
     pub fn with_binding(mut self, binding: Binding) -> Self {

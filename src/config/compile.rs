@@ -6,7 +6,7 @@ use super::error::{ConfigError, Position};
 use super::file::{FileAuth, FileConfig, FileDpop, FileRoute, FileUpstream, S};
 use super::{Config, IdentityHeaders, IntrospectionSettings, Limits, Upstream};
 use crate::auth::CacheSettings;
-use crate::auth::dpop::{Alg, DpopSettings};
+use crate::auth::dpop::{Alg, DpopSettings, NonceMode};
 use crate::auth::introspect::{AuthleteApi, AuthleteSettings, Backend, Rfc7662Settings};
 use crate::policy::{Access, PathPattern, Route, RouteTable};
 use http::{HeaderName, Method, Uri};
@@ -84,7 +84,10 @@ pub(super) fn compile(raw: FileConfig, _file: &str) -> Result<Config, ConfigErro
         }
     };
     let dpop = match &raw.dpop {
-        Some(d) if d.value.enabled => Some(dpop_settings(&d.value)?),
+        Some(d) if d.value.enabled => Some(dpop_settings(
+            &d.value,
+            raw.introspection.authlete.as_ref(),
+        )?),
         _ => None,
     };
     let mut public_origin = None;
@@ -190,7 +193,7 @@ pub(super) fn compile(raw: FileConfig, _file: &str) -> Result<Config, ConfigErro
     })
 }
 
-fn dpop_settings(d: &FileDpop) -> Result<DpopSettings, ConfigError> {
+fn dpop_settings<T>(d: &FileDpop, authlete: Option<&T>) -> Result<DpopSettings, ConfigError> {
     let algs = match &d.algs {
         None => Alg::DEFAULT_ALLOWED.to_vec(),
         Some(list) if list.value.is_empty() => {
@@ -234,7 +237,23 @@ fn dpop_settings(d: &FileDpop) -> Result<DpopSettings, ConfigError> {
             "must be between 512 and 65536",
         ));
     }
+    let nonce = match &d.nonce {
+        None => NonceMode::None,
+        Some(n) if n.value == "none" => NonceMode::None,
+        Some(n) if n.value == "authlete" => {
+            if authlete.is_none() {
+                return Err(err(
+                    "dpop.nonce",
+                    n,
+                    "`authlete` needs the authlete introspection backend",
+                ));
+            }
+            NonceMode::Authlete
+        }
+        Some(n) => return Err(err("dpop.nonce", n, "must be `none` or `authlete`")),
+    };
     Ok(DpopSettings {
+        nonce,
         algs,
         max_age: Duration::from_secs(d.max_age_secs.value),
         clock_skew: Duration::from_secs(d.clock_skew_secs.value),

@@ -139,6 +139,8 @@ pub(crate) struct FileDpop {
     pub algs: Option<S<Vec<String>>>,
     #[serde(default = "default_dpop_max_proof_bytes")]
     pub max_proof_bytes: S<u64>,
+    #[serde(default)]
+    pub nonce: Option<S<String>>,
 }
 
 fn default_dpop_max_age() -> S<u64> {

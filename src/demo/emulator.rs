@@ -119,6 +119,8 @@ pub enum Fault {
 
 struct State {
     config: EmulatorConfig,
+    /// The DPoP nonce this server expects when `dpopNonceRequired` is sent.
+    dpop_nonce: String,
     tokens: Mutex<HashMap<String, Record>>,
     fault: Mutex<Fault>,
     calls: AtomicU64,
@@ -144,6 +146,7 @@ impl Emulator {
     pub fn new(config: EmulatorConfig) -> Self {
         let state = State {
             config,
+            dpop_nonce: crate::auth::dpop::random_jti(),
             tokens: Mutex::new(HashMap::new()),
             fault: Mutex::new(Fault::None),
             calls: AtomicU64::new(0),
@@ -152,6 +155,11 @@ impl Emulator {
         Self {
             state: Arc::new(state),
         }
+    }
+
+    /// The DPoP nonce the emulator expects when a request sets `dpopNonceRequired`.
+    pub fn dpop_nonce(&self) -> &str {
+        &self.state.dpop_nonce
     }
 
     /// Stores a token (replacing one with the same value) and returns the access token.
@@ -337,7 +345,10 @@ impl Emulator {
                 StatusCode::OK,
                 &verdict::introspect(
                     &mut lock(&self.state.tokens),
-                    &Query::from(&value),
+                    &Query {
+                        server_nonce: Some(&self.state.dpop_nonce),
+                        ..Query::from(&value)
+                    },
                     now_ms(),
                 ),
             )),

@@ -635,12 +635,14 @@ async fn other_key_first_is_refused_by_the_server_and_does_not_poison_the_holder
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(h.introspections(), 4);
+    // That "the token is bound" was cached on the thief's attempt (a property of the token),
+    // so the holder's first request costs only the call with its proof.
+    assert_eq!(h.introspections(), 3);
     assert_eq!(h.upstream_requests(), 1);
     // Now the binding is cached: the thief is refused locally.
     let r = dpop_get(&h, "/orders/1", &token, &proof(&thief, "GET", &url, &token)).await;
     r.assert_dpop_error("invalid_token", "thief after holder");
-    assert_eq!(h.introspections(), 4);
+    assert_eq!(h.introspections(), 3);
     let r = dpop_get(
         &h,
         "/orders/1",
@@ -649,7 +651,7 @@ async fn other_key_first_is_refused_by_the_server_and_does_not_poison_the_holder
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(h.introspections(), 4);
+    assert_eq!(h.introspections(), 3);
     assert_eq!(h.upstream_requests(), 2);
     h.shutdown().await;
 }
@@ -669,7 +671,8 @@ async fn bound_token_as_bearer_is_refused_and_does_not_poison_the_dpop_presentat
     let p = proof(&signer, "GET", &url, &token);
     let r = send(&h, "GET", "/orders/1", Some(&bearer), &[&p], &[]).await;
     r.assert_bearer_error("invalid_token", "Bearer with a valid proof");
-    assert_eq!(h.introspections(), 2);
+    // "Bound, key unknown" is a property of the token and was cached by the first refusal.
+    assert_eq!(h.introspections(), 1);
     assert_eq!(h.upstream_requests(), 0);
     // The refusals were not remembered: the DPoP presentation works.
     let r = dpop_get(
@@ -680,13 +683,13 @@ async fn bound_token_as_bearer_is_refused_and_does_not_poison_the_dpop_presentat
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(h.introspections(), 4);
+    assert_eq!(h.introspections(), 2);
     assert_eq!(h.upstream_requests(), 1);
     // And once the binding is cached, the downgrade is refused without asking.
     let p = proof(&signer, "GET", &url, &token);
     let r = send(&h, "GET", "/orders/1", Some(&bearer), &[&p], &[]).await;
     r.assert_bearer_error("invalid_token", "Bearer with a valid proof, binding cached");
-    assert_eq!(h.introspections(), 4);
+    assert_eq!(h.introspections(), 2);
     assert_eq!(h.upstream_requests(), 1);
     h.shutdown().await;
 }
@@ -942,5 +945,97 @@ async fn every_allowed_algorithm_works_end_to_end() {
         assert_eq!(h.upstream_requests(), i + 1, "{}", alg.name());
         assert_eq!(h.introspections(), 2 * (i as u64 + 1), "{}", alg.name());
     }
+    h.shutdown().await;
+}
+
+fn nonce_options() -> Options {
+    Options {
+        extra: "dpop:\n  enabled: true\n  nonce: authlete\n".into(),
+        ..Options::default()
+    }
+}
+
+fn proof_with_nonce(signer: &ProofSigner, url: &str, token: &str, nonce: &str) -> String {
+    let mut claims = ProofClaims::new("GET", url, Some(token), now());
+    claims.nonce = Some(nonce.to_owned());
+    signer.sign(&claims)
+}
+
+#[tokio::test]
+async fn nonce_mode_demands_the_servers_nonce_and_passes_it_on() {
+    let h = Harness::start_with(nonce_options()).await;
+    let signer = key(Alg::ES256);
+    let token = bound_token(&h, &signer, &["orders.read"]);
+    let url = htu(&h, "/orders/1");
+    // Without a nonce: 401 use_dpop_nonce and exactly one DPoP-Nonce header (RFC 9449 section 9).
+    let r = dpop_get(
+        &h,
+        "/orders/1",
+        &token,
+        &proof(&signer, "GET", &url, &token),
+    )
+    .await;
+    r.assert_dpop_error("use_dpop_nonce", "no nonce");
+    let nonces: Vec<_> = r.headers.get_all("dpop-nonce").iter().collect();
+    assert_eq!(nonces, [h.emulator.dpop_nonce()]);
+    assert_eq!(h.upstream_requests(), 0);
+    // The emulator was asked to enforce its nonce.
+    assert!(
+        h.emulator
+            .requests()
+            .iter()
+            .any(|q| q["dpopNonceRequired"] == true)
+    );
+    // With the nonce: 200, and the nonce is passed on again.
+    let nonce = h.emulator.dpop_nonce().to_owned();
+    let r = dpop_get(
+        &h,
+        "/orders/1",
+        &token,
+        &proof_with_nonce(&signer, &url, &token, &nonce),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.headers["dpop-nonce"], nonce.as_str());
+    // Every DPoP request is checked by the server in this mode, even with the binding cached.
+    let before = h.introspections();
+    let r = dpop_get(
+        &h,
+        "/orders/1",
+        &token,
+        &proof_with_nonce(&signer, &url, &token, &nonce),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(h.introspections(), before + 1);
+    // A wrong nonce is refused by the server.
+    let r = dpop_get(
+        &h,
+        "/orders/1",
+        &token,
+        &proof_with_nonce(&signer, &url, &token, "stale"),
+    )
+    .await;
+    r.assert_dpop_error("use_dpop_nonce", "stale nonce");
+    assert_eq!(h.upstream_requests(), 2);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn nonce_mode_still_checks_proofs_locally_first() {
+    let h = Harness::start_with(nonce_options()).await;
+    let signer = key(Alg::ES256);
+    let token = bound_token(&h, &signer, &["orders.read"]);
+    let wrong_url = htu(&h, "/orders/2");
+    let nonce = h.emulator.dpop_nonce().to_owned();
+    let r = dpop_get(
+        &h,
+        "/orders/1",
+        &token,
+        &proof_with_nonce(&signer, &wrong_url, &token, &nonce),
+    )
+    .await;
+    r.assert_dpop_error("invalid_dpop_proof", "wrong htu in nonce mode");
+    assert_eq!(h.introspections(), 0);
     h.shutdown().await;
 }

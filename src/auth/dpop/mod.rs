@@ -22,9 +22,21 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::time::Duration;
 
+/// Who enforces DPoP nonces (RFC 9449 section 9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NonceMode {
+    /// No nonces: proofs are checked locally, the key binding is cached.
+    #[default]
+    None,
+    /// The authorization server (Authlete) issues and checks nonces: every DPoP request is
+    /// also sent to it with `dpopNonceRequired`, and its `dpopNonce` is passed to the client.
+    Authlete,
+}
+
 /// Settings compiled from `dpop:` in the config.
 #[derive(Debug, Clone)]
 pub struct DpopSettings {
+    pub nonce: NonceMode,
     pub algs: Vec<Alg>,
     pub max_age: Duration,
     pub clock_skew: Duration,

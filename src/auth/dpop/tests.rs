@@ -17,6 +17,7 @@ const GOLDEN_IAT: i64 = 1_562_262_618;
 
 fn settings() -> DpopSettings {
     DpopSettings {
+        nonce: NonceMode::None,
         algs: Alg::DEFAULT_ALLOWED.to_vec(),
         max_age: Duration::from_secs(60),
         clock_skew: Duration::from_secs(5),

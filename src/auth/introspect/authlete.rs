@@ -88,6 +88,8 @@ pub(crate) struct IntrospectionResponse {
     pub expires_at: Option<i64>,
     /// RFC 8705 `x5t#S256` of the bound client certificate.
     pub certificate_thumbprint: Option<String>,
+    pub dpop_nonce: Option<String>,
+    pub response_content: Option<String>,
 }
 
 #[derive(serde::Serialize)]
@@ -102,6 +104,8 @@ struct IntrospectionRequest<'a> {
     htu: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     client_certificate: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    dpop_nonce_required: bool,
 }
 
 pub(super) async fn introspect(
@@ -110,6 +114,7 @@ pub(super) async fn introspect(
     token: &AccessToken,
     proof: Option<&super::PresentedProof<'_>>,
     client_certificate: Option<&str>,
+    nonce: &mut Option<String>,
 ) -> Result<Verdict, AuthError> {
     let request = http
         .post(&settings.endpoint)
@@ -120,6 +125,7 @@ pub(super) async fn introspect(
             htm: proof.map(|p| p.htm),
             htu: proof.map(|p| p.htu),
             client_certificate,
+            dpop_nonce_required: proof.is_some_and(|p| p.nonce_required),
         });
     let request = match &settings.api {
         AuthleteApi::V3 { access_token, .. } => request.bearer_auth(access_token),
@@ -150,6 +156,9 @@ pub(super) async fn introspect(
         .json()
         .await
         .map_err(|_| AuthError::Unavailable("introspection response unreadable"))?;
+    // RFC 9449 section 9: a nonce the server wants is passed to the client, on success and
+    // on error alike.
+    *nonce = body.dpop_nonce.clone();
     classify(body, SystemTime::now())
 }
 
@@ -181,11 +190,26 @@ pub(crate) fn classify(
             .with_certificate(body.certificate_thumbprint);
             Ok(Verdict::Active(Arc::new(grant)))
         }
+        // The nonce error has no documented result code; Authlete's challenge names it.
+        Some("UNAUTHORIZED")
+            if body
+                .response_content
+                .as_deref()
+                .is_some_and(|c| c.contains(r#"error="use_dpop_nonce""#)) =>
+        {
+            Ok(Verdict::Refused {
+                error: AuthError::UseDpopNonce,
+                remember: false,
+            })
+        }
         Some("UNAUTHORIZED") => Ok(match code {
-            // The token exists but is bound to a DPoP key (A065308) or a client certificate
-            // (A065304) that this presentation lacks. That depends on the presentation, not the
-            // token alone, so it must not be remembered against the token's legitimate holder.
-            "A065304" | "A065308" => Verdict::Refused {
+            // The token exists and is bound to a DPoP key (A065308: a proof was expected). That
+            // is a property of the token, so it is cached as a marker grant that authorizes
+            // nothing until a proof from the right key is accepted (gateway.rs).
+            "A065308" => Verdict::Active(Arc::new(Grant::dpop_bound_marker())),
+            // Bound to a client certificate this presentation lacks (A065304): depends on the
+            // presentation, so it is never remembered against the legitimate holder.
+            "A065304" => Verdict::Refused {
                 error: AuthError::BindingRequired,
                 remember: false,
             },
@@ -270,10 +294,31 @@ mod tests {
                 remember: true
             })
         ));
+        // A DPoP-bound token without a proof: cached as a marker that authorizes nothing.
+        match c(r#"{"action":"UNAUTHORIZED","resultCode":"A065308"}"#) {
+            Ok(Verdict::Active(g)) => assert_eq!(g.binding, crate::auth::Binding::DpopKeyUnknown),
+            other => panic!("{other:?}"),
+        }
         assert!(matches!(
-            c(r#"{"action":"UNAUTHORIZED","resultCode":"A065308"}"#),
+            c(r#"{"action":"UNAUTHORIZED","resultCode":"A065304"}"#),
             Ok(Verdict::Refused {
                 error: AuthError::BindingRequired,
+                remember: false
+            })
+        ));
+        assert!(matches!(
+            c(r#"{"action":"UNAUTHORIZED","resultCode":"A065305"}"#),
+            Ok(Verdict::Refused {
+                error: AuthError::CertificateMismatch,
+                remember: false
+            })
+        ));
+        assert!(matches!(
+            c(
+                r#"{"action":"UNAUTHORIZED","resultCode":"A065314","responseContent":"DPoP error=\"use_dpop_nonce\",error_description=\"x\""}"#
+            ),
+            Ok(Verdict::Refused {
+                error: AuthError::UseDpopNonce,
                 remember: false
             })
         ));

@@ -9,7 +9,7 @@ pub use authlete::{AuthleteApi, AuthleteSettings};
 pub use rfc7662::Rfc7662Settings;
 
 use super::cache::Verdict;
-use super::{AccessToken, AuthError, Binding, Grant};
+use super::{AccessToken, AuthError};
 use crate::metrics::Metrics;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,8 +38,8 @@ pub struct PresentedProof<'a> {
     pub proof: &'a str,
     pub htm: &'a str,
     pub htu: &'a str,
-    /// RFC 7638 thumbprint of the proof's key.
-    pub jkt: &'a str,
+    /// Ask the server to enforce its DPoP nonce (`dpopNonceRequired`).
+    pub nonce_required: bool,
 }
 
 pub struct Introspector {
@@ -83,37 +83,21 @@ impl Introspector {
         &self.backend
     }
 
-    /// The verdict for a token presented with a DPoP proof, learning the token's binding.
-    ///
-    /// Authlete's native API does not return `cnf.jkt`, so the binding is learned in two steps,
-    /// each at most once per token (the result is cached): a plain call tells whether the token
-    /// is bound at all (a bound token answers A065308); only then is the proof sent, and when
-    /// Authlete accepts it, the proof's key becomes the token's cached binding. An unbound token
-    /// therefore never becomes bound to whatever key first presents it (standards DP-04).
-    /// RFC 7662 backends return `cnf.jkt` in one call.
-    pub async fn introspect_with_proof(
+    /// Sends a DPoP proof (already verified locally) to the authorization server with the
+    /// token. Used when the token is known to be DPoP-bound but its key is not yet cached, and,
+    /// in `dpop.nonce: authlete` mode, on every DPoP request. Never cached by itself: the caller
+    /// records the binding it learns. Also returns the server's `dpopNonce`, if any.
+    pub async fn introspect_proof(
         &self,
         token: &AccessToken,
         proof: &PresentedProof<'_>,
         client_certificate: Option<&str>,
-    ) -> Result<Verdict, AuthError> {
-        let plain = self.introspect(token, client_certificate).await?;
-        if !matches!(self.backend, Backend::Authlete(_)) {
-            return Ok(plain);
-        }
-        match plain {
-            Verdict::Refused {
-                error: AuthError::BindingRequired,
-                ..
-            } => match self.call(token, Some(proof), client_certificate).await? {
-                Verdict::Active(grant) => {
-                    let bound = Grant::clone(&grant).with_binding(Binding::Dpop(proof.jkt.into()));
-                    Ok(Verdict::Active(Arc::new(bound)))
-                }
-                refused => Ok(refused),
-            },
-            other => Ok(other),
-        }
+    ) -> (Result<Verdict, AuthError>, Option<String>) {
+        let mut nonce = None;
+        let verdict = self
+            .call(token, Some(proof), client_certificate, &mut nonce)
+            .await;
+        (verdict, nonce)
     }
 
     /// One introspection call, with the connection's client certificate (PEM) when there is
@@ -123,7 +107,7 @@ impl Introspector {
         token: &AccessToken,
         client_certificate: Option<&str>,
     ) -> Result<Verdict, AuthError> {
-        self.call(token, None, client_certificate).await
+        self.call(token, None, client_certificate, &mut None).await
     }
 
     async fn call(
@@ -131,13 +115,21 @@ impl Introspector {
         token: &AccessToken,
         proof: Option<&PresentedProof<'_>>,
         client_certificate: Option<&str>,
+        nonce: &mut Option<String>,
     ) -> Result<Verdict, AuthError> {
         let started = Instant::now();
         let call = async {
             match &self.backend {
                 Backend::Authlete(settings) => {
-                    authlete::introspect(&self.http, settings, token, proof, client_certificate)
-                        .await
+                    authlete::introspect(
+                        &self.http,
+                        settings,
+                        token,
+                        proof,
+                        client_certificate,
+                        nonce,
+                    )
+                    .await
                 }
                 Backend::Rfc7662(settings) => {
                     rfc7662::introspect(&self.http, settings, token).await

@@ -191,3 +191,35 @@ fn field_path_follows_block_indentation() {
     assert_eq!(field_path_at(text, 5, 7), "a.b[1].x");
     assert_eq!(field_path_at(text, 6, 1), "c");
 }
+
+#[test]
+fn dpop_settings_are_validated() {
+    let c = load(&format!(
+        "{BASE}dpop:\n  enabled: true\n  algs: [ES256, EdDSA]\n"
+    ))
+    .unwrap();
+    assert_eq!(c.dpop.unwrap().algs_list(), "ES256 EdDSA");
+    let e = load(&format!("{BASE}dpop:\n  enabled: true\n  algs: [HS256]\n")).unwrap_err();
+    assert!(e.contains("dpop.algs") && e.contains("HS256"), "{e}");
+    let e = load(&format!(
+        "{BASE}dpop:\n  enabled: true\n  nonce: sometimes\n"
+    ))
+    .unwrap_err();
+    assert!(e.contains("dpop.nonce"), "{e}");
+    let rfc7662 = BASE.replace(
+        "  authlete:\n    base_url: \"http://127.0.0.1:9080\"\n    service_id: \"1000000001\"\n    access_token: \"t\"\n",
+        "  rfc7662:\n    endpoint: \"http://127.0.0.1:9080/introspect\"\n    client_id: c\n    client_secret: s\n",
+    );
+    assert!(load(&rfc7662).is_ok());
+    let e = load(&format!(
+        "{rfc7662}dpop:\n  enabled: true\n  nonce: authlete\n"
+    ))
+    .unwrap_err();
+    assert!(e.contains("dpop.nonce") && e.contains("authlete"), "{e}");
+    assert!(
+        load(&format!("{BASE}dpop:\n  enabled: false\n"))
+            .unwrap()
+            .dpop
+            .is_none()
+    );
+}

@@ -36,6 +36,10 @@ pub(super) struct Query<'a> {
     pub dpop: Option<&'a str>,
     pub htm: Option<&'a str>,
     pub htu: Option<&'a str>,
+    /// `dpopNonceRequired`: the proof must carry the server's current nonce.
+    pub dpop_nonce_required: bool,
+    /// The emulator's current DPoP nonce (set by the server, not read from the request).
+    pub server_nonce: Option<&'a str>,
 }
 
 impl<'a> From<&'a Value> for Query<'a> {
@@ -63,6 +67,11 @@ impl<'a> From<&'a Value> for Query<'a> {
             dpop: text("dpop"),
             htm: text("htm"),
             htu: text("htu"),
+            dpop_nonce_required: value
+                .get("dpopNonceRequired")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            server_nonce: None,
         }
     }
 }
@@ -174,6 +183,14 @@ const DPOP_KEY_MISMATCH: Code = code(
     "invalid_dpop_proof",
     "Thumbprint of the provided DPoP key does not match the expected DPoP thumbprint.",
 );
+// Inferred: no source names the introspection result code for a missing or stale nonce
+// (research §9.3); the message and `use_dpop_nonce` follow what Authlete says at /auth/token.
+const USE_DPOP_NONCE: Code = code(
+    "A065314",
+    "UNAUTHORIZED",
+    "use_dpop_nonce",
+    "The value of the 'nonce' claim in the DPoP proof JWT is different from the expected one.",
+);
 const NO_SUBJECT: Code = code(
     "A066301",
     "FORBIDDEN",
@@ -233,6 +250,17 @@ pub(super) fn introspect(
     query: &Query<'_>,
     now_ms: i64,
 ) -> Value {
+    let mut value = decide(tokens, query, now_ms);
+    // Research §3.4: when the nonce check applies, the response carries the expected nonce.
+    if query.dpop_nonce_required
+        && let (Some(nonce), Some(map)) = (query.server_nonce, value.as_object_mut())
+    {
+        map.insert("dpopNonce".into(), nonce.into());
+    }
+    value
+}
+
+fn decide(tokens: &mut HashMap<String, Record>, query: &Query<'_>, now_ms: i64) -> Value {
     let Some(token) = query.token else {
         return render(
             &Verdict::new(&NO_TOKEN),
@@ -329,6 +357,7 @@ fn check_dpop(jkt: &str, proof: &str, query: &Query<'_>, now_ms: i64) -> Result<
     static VERIFIER: std::sync::OnceLock<Verifier> = std::sync::OnceLock::new();
     let verifier = VERIFIER.get_or_init(|| {
         Verifier::new(DpopSettings {
+            nonce: crate::auth::dpop::NonceMode::None,
             algs: Alg::DEFAULT_ALLOWED.to_vec(),
             max_age: std::time::Duration::from_secs(60),
             clock_skew: std::time::Duration::from_secs(5),
@@ -362,6 +391,9 @@ fn check_dpop(jkt: &str, proof: &str, query: &Query<'_>, now_ms: i64) -> Result<
         .map_err(|e| refuse(&e.to_string()))?;
     if verified.jkt != jkt {
         return Err(Verdict::new(&DPOP_KEY_MISMATCH));
+    }
+    if query.dpop_nonce_required && verified.nonce.as_deref() != query.server_nonce {
+        return Err(Verdict::new(&USE_DPOP_NONCE));
     }
     Ok(())
 }
@@ -536,6 +568,8 @@ mod tests {
             dpop: None,
             htm: None,
             htu: None,
+            dpop_nonce_required: false,
+            server_nonce: None,
         }
     }
 
