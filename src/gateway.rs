@@ -49,6 +49,8 @@ pub struct Gateway {
     dpop: Option<Verifier>,
     /// `ES256 PS256 …` for the `DPoP algs` challenge.
     dpop_algs: Option<Box<str>>,
+    /// The introspection backend's identity, mixed into every cache key.
+    cache_salt: Box<[u8]>,
     cache: Arc<TokenCache>,
     introspector: Arc<Introspector>,
     forwarder: Arc<Forwarder>,
@@ -97,11 +99,17 @@ impl Gateway {
             }
         }
         let dpop_algs = config.dpop.as_ref().map(|d| d.algs_list().into_boxed_str());
+        let cache_salt = introspector
+            .backend()
+            .identity()
+            .into_bytes()
+            .into_boxed_slice();
         Self {
             config,
             scope_challenges,
             dpop,
             dpop_algs,
+            cache_salt,
             cache,
             introspector,
             forwarder,
@@ -176,8 +184,24 @@ impl Gateway {
         connection: ConnectionInfo,
     ) -> Result<Response<Body>, Rejection> {
         let (mut head, body) = request.into_parts();
+        // Cheap refusals first: nothing below runs for a request that fails these.
+        if head.uri.path_and_query().map_or(0, |pq| pq.as_str().len())
+            > self.config.limits.max_uri_bytes
+        {
+            return Err(Rejection::UriTooLong);
+        }
+        if head.method == Method::TRACE {
+            // RFC 9110 section 9.3.8: TRACE would reflect credentials and identity headers.
+            return Err(Rejection::MethodNotAllowed);
+        }
         let path = NormalizedPath::parse(head.uri.path())?;
         exchange.path = Some(path.clone());
+        if head.uri.query().is_some_and(has_access_token_parameter) {
+            // RFC 6750 section 2.3 / RFC 9700 section 4.9.3: never accepted, never forwarded.
+            return Err(Rejection::BadRequest(
+                "access tokens are not accepted in the query",
+            ));
+        }
         let authority = request_authority(&head)?;
         let host = authority.as_deref().map(host_without_port);
         let preflight = preflight_method(&head.headers, &head.method);
@@ -256,6 +280,18 @@ impl Gateway {
         if let Some(grant) = &grant {
             headers::add_identity(&mut head.headers, &self.config.identity_headers, grant);
         }
+        let limit = route
+            .max_body_bytes
+            .unwrap_or(self.config.limits.max_body_bytes);
+        let declared = head
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limit) {
+            return Err(Rejection::Forward(crate::proxy::ForwardError::BodyTooLarge));
+        }
+        let body = crate::proxy::LimitedBody::new(body, limit);
         let upstream = &self.config.upstreams[route.upstream];
         Ok(self
             .forwarder
@@ -271,7 +307,7 @@ impl Gateway {
         exchange: &mut Exchange,
     ) -> Result<Arc<Grant>, Rejection> {
         let credential = Credential::extract(headers, self.config.limits.max_token_bytes)?;
-        let key = TokenHash::of(credential.token.expose());
+        let key = TokenHash::for_backend(&self.cache_salt, credential.token.expose());
         let cert_pem = request.client_cert.map(|c| c.pem.as_str());
         let (verifier, Scheme::Dpop) = (&self.dpop, credential.scheme) else {
             // The Bearer scheme. A stray DPoP header is ignored (it is stripped before
@@ -490,13 +526,29 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// The authority the request addresses: the absolute-form or HTTP/2 `:authority` when present
 /// (RFC 9112 section 3.2.2: then `Host` is ignored), else the single `Host` header.
 fn request_authority(head: &Parts) -> Result<Option<String>, Rejection> {
-    if let Some(authority) = head.uri.authority() {
-        return Ok(Some(authority.as_str().to_owned()));
-    }
     let mut hosts = head.headers.get_all(header::HOST).iter();
     let first = hosts.next();
     if hosts.next().is_some() {
         return Err(Rejection::BadRequest("more than one Host header"));
+    }
+    if let Some(authority) = head.uri.authority() {
+        if authority.as_str().contains('@') {
+            return Err(Rejection::BadRequest(
+                "the request target carries user information",
+            ));
+        }
+        // RFC 9112 section 3.2.2 says to ignore Host here; a Host that disagrees with the
+        // target is a sign of a request crafted to be read two ways, so it is refused.
+        if let Some(host) = first
+            && !host
+                .as_bytes()
+                .eq_ignore_ascii_case(authority.as_str().as_bytes())
+        {
+            return Err(Rejection::BadRequest(
+                "the Host header disagrees with the request target",
+            ));
+        }
+        return Ok(Some(authority.as_str().to_owned()));
     }
     match first {
         None => Ok(None),
@@ -510,6 +562,35 @@ fn request_authority(head: &Parts) -> Result<Option<String>, Rejection> {
             Ok(Some(s.to_owned()))
         }
     }
+}
+
+/// True when the query has an `access_token` parameter (in any percent-encoding of the name).
+fn has_access_token_parameter(query: &str) -> bool {
+    query.split('&').any(|pair| {
+        let name = pair.split('=').next().unwrap_or("");
+        name.eq_ignore_ascii_case("access_token")
+            || (name.contains('%') && percent_decoded_lowercase(name) == "access_token")
+    })
+}
+
+fn percent_decoded_lowercase(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v.to_ascii_lowercase());
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i].to_ascii_lowercase());
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `api.example.com:8443` → `api.example.com`; `[::1]:80` → `[::1]`.
@@ -538,6 +619,17 @@ fn preflight_method(headers: &HeaderMap, method: &Method) -> Option<Method> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn access_token_parameters_are_found_in_any_spelling() {
+        assert!(has_access_token_parameter("access_token=x"));
+        assert!(has_access_token_parameter("a=1&ACCESS_TOKEN=x"));
+        assert!(has_access_token_parameter("a=1&access%5Ftoken=x"));
+        assert!(has_access_token_parameter("%61ccess_token"));
+        assert!(!has_access_token_parameter(
+            "access_tokens=x&my_access_token=y"
+        ));
+    }
 
     #[test]
     fn ports_are_ignored_for_host_matching() {

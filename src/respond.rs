@@ -23,6 +23,10 @@ pub enum Rejection {
     BadRequest(&'static str),
     #[error("no route matches")]
     NoRoute,
+    #[error("request target too long")]
+    UriTooLong,
+    #[error("method not allowed")]
+    MethodNotAllowed,
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error(transparent)]
@@ -103,6 +107,20 @@ fn shape(rejection: &Rejection) -> Shape {
             "not_found",
             "no route matches this request",
             "no_route",
+        ),
+        Rejection::UriTooLong => s(
+            S::URI_TOO_LONG,
+            Ch::None,
+            "invalid_request",
+            "the request target is too long",
+            "bad_request",
+        ),
+        Rejection::MethodNotAllowed => s(
+            S::METHOD_NOT_ALLOWED,
+            Ch::None,
+            "invalid_request",
+            "this method is not allowed",
+            "bad_request",
         ),
         Rejection::Auth(A::Credential(C::Missing | C::UnsupportedScheme)) => s(
             S::UNAUTHORIZED,
@@ -259,6 +277,13 @@ fn shape(rejection: &Rejection) -> Shape {
                 "insufficient_scope",
             )
         }
+        Rejection::Forward(ForwardError::BodyTooLarge) => s(
+            S::PAYLOAD_TOO_LARGE,
+            Ch::None,
+            "invalid_request",
+            "the request body is larger than this route accepts",
+            "body_too_large",
+        ),
         Rejection::Forward(ForwardError::Unreachable) => s(
             S::BAD_GATEWAY,
             Ch::None,

@@ -4,11 +4,12 @@
 //! handshake errors; on shutdown stops accepting and lets in-flight requests finish (up to a
 //! deadline).
 
+use crate::config::Limits;
 use crate::gateway::{ConnectionInfo, Gateway};
 use crate::tls::ClientCertificate;
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 /// How long in-flight requests may take to finish after a shutdown signal (DESIGN.md section 6).
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
@@ -31,10 +33,20 @@ pub async fn serve(
     gateway: Arc<ArcSwap<Gateway>>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
     let graceful = GracefulShutdown::new();
+    let max_connections = gateway.load().config().limits.max_connections;
+    // Beyond the limit, connections are not accepted and wait in the kernel's listen backlog
+    // (back-pressure rather than resets).
+    let connections = Arc::new(Semaphore::new(max_connections));
     tokio::pin!(shutdown);
     loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -48,11 +60,15 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        // The TLS settings of the current snapshot: a reload with new certificates applies to
-        // new connections.
-        let tls = gateway.load().config().tls.clone();
-        let (gateway, builder, watcher) = (gateway.clone(), builder.clone(), graceful.watcher());
+        // The TLS settings and limits of the current snapshot: a reload applies to new
+        // connections.
+        let snapshot = gateway.load();
+        let tls = snapshot.config().tls.clone();
+        let builder = connection_builder(&snapshot.config().limits);
+        drop(snapshot);
+        let (gateway, watcher) = (gateway.clone(), graceful.watcher());
         tokio::spawn(async move {
+            let _permit = permit;
             match tls {
                 None => {
                     let info = ConnectionInfo {
@@ -104,6 +120,25 @@ pub async fn serve(
     {
         tracing::warn!("drain deadline passed; closing remaining connections");
     }
+}
+
+/// HTTP settings from the configured limits. hyper answers 431 itself when the request head
+/// outgrows its read buffer, and closes a connection that does not deliver a complete head in
+/// time (slowloris), including while idle between keep-alive requests.
+fn connection_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    builder
 }
 
 async fn serve_connection<S>(

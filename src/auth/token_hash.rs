@@ -14,6 +14,19 @@ impl TokenHash {
         Self(bytes)
     }
 
+    /// The cache key: SHA-256 over the introspection backend's identity and the token, so an
+    /// entry can only ever be found again for the backend that produced it (a reload that
+    /// points at another authorization server cannot serve the old server's verdicts).
+    pub fn for_backend(backend: &[u8], token: &str) -> Self {
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        ctx.update(backend);
+        ctx.update(&[0]);
+        ctx.update(token.as_bytes());
+        let mut bytes = [0u8; 32];
+        bytes.copy_from_slice(ctx.finish().as_ref());
+        Self(bytes)
+    }
+
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
@@ -44,5 +57,10 @@ mod tests {
         let h = TokenHash::of("abc");
         assert_eq!(format!("{h}"), "ba7816bf8f01");
         assert_ne!(TokenHash::of("abC"), h);
+        assert_ne!(
+            TokenHash::for_backend(b"a", "t"),
+            TokenHash::for_backend(b"b", "t")
+        );
+        assert_ne!(TokenHash::for_backend(b"a", "t"), TokenHash::of("t"));
     }
 }

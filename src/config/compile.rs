@@ -148,14 +148,6 @@ pub(super) fn compile(raw: FileConfig, _file: &str) -> Result<Config, ConfigErro
             "the three identity headers must have different names",
         ));
     }
-    let max_token_bytes = &raw.limits.max_token_bytes;
-    if !(16..=65_536).contains(&max_token_bytes.value) {
-        return Err(err(
-            "limits.max_token_bytes",
-            max_token_bytes,
-            "must be between 16 and 65536",
-        ));
-    }
     let mut upstreams = Vec::with_capacity(raw.upstreams.len());
     let mut upstream_index = HashMap::new();
     for (name, u) in &raw.upstreams {
@@ -185,9 +177,7 @@ pub(super) fn compile(raw: FileConfig, _file: &str) -> Result<Config, ConfigErro
         public_origin,
         tls,
         client_cert_header,
-        limits: Limits {
-            max_token_bytes: max_token_bytes.value as usize,
-        },
+        limits: limits(&raw)?,
         upstreams,
         routes: RouteTable::new(routes),
     })
@@ -259,6 +249,35 @@ fn dpop_settings<T>(d: &FileDpop, authlete: Option<&T>) -> Result<DpopSettings, 
         clock_skew: Duration::from_secs(d.clock_skew_secs.value),
         max_proof_bytes: d.max_proof_bytes.value as usize,
         max_jti_bytes: 256,
+    })
+}
+
+fn limits(raw: &FileConfig) -> Result<Limits, ConfigError> {
+    let l = &raw.limits;
+    let within = |field: &str, v: &S<u64>, range: std::ops::RangeInclusive<u64>| {
+        if range.contains(&v.value) {
+            Ok(v.value)
+        } else {
+            Err(err(
+                format!("limits.{field}"),
+                v,
+                format!("must be between {} and {}", range.start(), range.end()),
+            ))
+        }
+    };
+    Ok(Limits {
+        max_token_bytes: within("max_token_bytes", &l.max_token_bytes, 16..=65_536)? as usize,
+        // hyper's HTTP/1 read buffer cannot be smaller than 8 KiB.
+        max_header_bytes: within("max_header_bytes", &l.max_header_bytes, 8_192..=1_048_576)?
+            as usize,
+        max_uri_bytes: within("max_uri_bytes", &l.max_uri_bytes, 256..=65_534)? as usize,
+        max_body_bytes: within("max_body_bytes", &l.max_body_bytes, 0..=u64::MAX)?,
+        header_read_timeout: Duration::from_millis(within(
+            "header_read_timeout_ms",
+            &l.header_read_timeout_ms,
+            100..=600_000,
+        )?),
+        max_connections: within("max_connections", &l.max_connections, 1..=1_000_000)? as usize,
     })
 }
 
@@ -597,6 +616,7 @@ fn route(
             scopes: r.scopes.iter().map(|s| s.value.clone()).collect(),
         },
     };
+    let max_body_bytes = r.max_body_bytes.as_ref().map(|b| b.value);
     let route = Route {
         name: r.name.value.as_str().into(),
         host,
@@ -605,6 +625,7 @@ fn route(
         upstream,
         access,
         forward_token: r.forward_token,
+        max_body_bytes,
     };
     if let Some(shadow) = earlier.iter().find(|e| e.shadows(&route)) {
         return Err(err(

@@ -191,14 +191,45 @@ fn default_scopes_header() -> S<String> {
 pub(crate) struct FileLimits {
     #[serde(default = "default_max_token_bytes")]
     pub max_token_bytes: S<u64>,
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: S<u64>,
+    #[serde(default = "default_max_uri_bytes")]
+    pub max_uri_bytes: S<u64>,
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: S<u64>,
+    #[serde(default = "default_header_read_timeout_ms")]
+    pub header_read_timeout_ms: S<u64>,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: S<u64>,
 }
 
 impl Default for FileLimits {
     fn default() -> Self {
         Self {
             max_token_bytes: default_max_token_bytes(),
+            max_header_bytes: default_max_header_bytes(),
+            max_uri_bytes: default_max_uri_bytes(),
+            max_body_bytes: default_max_body_bytes(),
+            header_read_timeout_ms: default_header_read_timeout_ms(),
+            max_connections: default_max_connections(),
         }
     }
+}
+
+fn default_max_header_bytes() -> S<u64> {
+    unspanned(32 * 1024)
+}
+fn default_max_uri_bytes() -> S<u64> {
+    unspanned(8 * 1024)
+}
+fn default_max_body_bytes() -> S<u64> {
+    unspanned(64 * 1024 * 1024)
+}
+fn default_header_read_timeout_ms() -> S<u64> {
+    unspanned(10_000)
+}
+fn default_max_connections() -> S<u64> {
+    unspanned(10_000)
 }
 
 fn default_max_token_bytes() -> S<u64> {
@@ -240,6 +271,9 @@ pub(crate) struct FileRoute {
     pub scopes: Vec<S<String>>,
     #[serde(default)]
     pub forward_token: bool,
+    /// Overrides `limits.max_body_bytes` for this route.
+    #[serde(default)]
+    pub max_body_bytes: Option<S<u64>>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]

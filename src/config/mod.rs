@@ -59,6 +59,17 @@ pub struct IdentityHeaders {
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_token_bytes: usize,
+    /// Request line plus header section (HTTP/1) or header list (HTTP/2): 431 beyond.
+    pub max_header_bytes: usize,
+    /// Request target: 414 beyond.
+    pub max_uri_bytes: usize,
+    /// Default request body limit: 413 beyond (routes may override).
+    pub max_body_bytes: u64,
+    /// Time a client has to send a complete request head; also bounds HTTP/1 keep-alive idle
+    /// time (hyper starts this timer whenever it waits for a request head).
+    pub header_read_timeout: Duration,
+    /// Concurrent client connections; beyond it, new connections wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 /// A compiled upstream: scheme and authority to connect to, and a path prefix to put in front

@@ -132,6 +132,8 @@ pub struct Route {
     pub upstream: usize,
     pub access: Access,
     pub forward_token: bool,
+    /// Overrides the global request body limit.
+    pub max_body_bytes: Option<u64>,
 }
 
 impl Route {

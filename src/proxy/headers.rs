@@ -65,6 +65,18 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
     headers.remove(KEEP_ALIVE);
     headers.remove(PROXY_CONNECTION);
+    // `Proxy` becomes HTTP_PROXY in CGI-style upstreams (httpoxy).
+    headers.remove("proxy");
+    // RFC 9110 section 17.10: servers that map header names to variables read `X_Auth_Subject`
+    // as `X-Auth-Subject`. Names with `_` are dropped, as nginx does by default.
+    let underscored: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| n.as_str().contains('_'))
+        .cloned()
+        .collect();
+    for name in underscored {
+        headers.remove(&name);
+    }
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
@@ -158,9 +170,13 @@ pub fn set_forwarding(headers: &mut HeaderMap, peer: &Peer<'_>) {
     }
 }
 
-/// Response side: hop-by-hop fields from the upstream are not the client's business either.
+/// Response side: hop-by-hop fields from the upstream are not the client's business, and
+/// forwarding headers the upstream echoes would reveal internal addresses (RFC 7239 8.2).
 pub fn strip_response(headers: &mut HeaderMap, keep_upgrade: bool) {
     strip_hop_by_hop(headers, keep_upgrade);
+    for name in FORWARDING {
+        headers.remove(*name);
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,9 @@
 //! a long download is never cut off mid-body.
 
 pub mod headers;
+mod limit;
+
+pub use limit::{BodyTooLarge, LimitedBody};
 
 use crate::body::Body;
 use crate::config::Upstream;
@@ -14,7 +17,6 @@ use crate::path::NormalizedPath;
 use http::request::Parts;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -28,9 +30,12 @@ pub enum ForwardError {
     Unreachable,
     #[error("upstream timed out")]
     Timeout,
+    /// The client's body grew past the route's limit while streaming.
+    #[error("request body too large")]
+    BodyTooLarge,
 }
 
-type UpstreamClient = Client<HttpsConnector<HttpConnector>, Incoming>;
+type UpstreamClient = Client<HttpsConnector<HttpConnector>, LimitedBody>;
 
 pub struct Forwarder {
     /// Indexed like the configuration's upstreams.
@@ -55,7 +60,7 @@ impl Forwarder {
         upstream: &Upstream,
         path: &NormalizedPath,
         mut head: Parts,
-        body: Incoming,
+        body: LimitedBody,
     ) -> Result<Response<Body>, ForwardError> {
         let uri =
             upstream_uri(upstream, path, head.uri.query()).ok_or(ForwardError::Unreachable)?;
@@ -73,6 +78,7 @@ impl Forwarder {
         let request = Request::from_parts(head, body);
         let response = match tokio::time::timeout(upstream.timeout, client.request(request)).await {
             Err(_) => return Err(ForwardError::Timeout),
+            Ok(Err(e)) if limit::is_body_too_large(&e) => return Err(ForwardError::BodyTooLarge),
             Ok(Err(e)) => {
                 tracing::warn!(upstream = %upstream.name, error = %e, "upstream request failed");
                 return Err(ForwardError::Unreachable);
