@@ -789,3 +789,79 @@ async fn demo_prints_curl_lines_that_give_the_statuses_their_comments_promise() 
     assert!(!logs.contains(&reader), "the demo logged a token:\n{logs}");
     assert!(!logs.contains(&minted), "the demo logged a token:\n{logs}");
 }
+
+fn sighup(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -HUP {pid} failed");
+}
+
+/// Polls `url` until it answers `expected` (bounded), returning the last status seen.
+async fn eventually(url: &str, expected: u16) -> u16 {
+    let client = client();
+    let mut last = 0;
+    for _ in 0..100 {
+        last = client
+            .get(url)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        if last == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_config_and_an_invalid_one_keeps_the_old_serving() {
+    let f = Fixture::new().await;
+    let gateway = f.start(&[]).await;
+    let original = std::fs::read_to_string(f.config.path()).expect("read config");
+    assert_eq!(
+        client()
+            .get(f.url("/added/x"))
+            .send()
+            .await
+            .expect("request")
+            .status(),
+        404
+    );
+
+    // A valid new config with one more public route: served after SIGHUP.
+    let added = format!(
+        "{original}  - name: added\n    path: /added/**\n    auth: none\n    upstream: app\n"
+    );
+    std::fs::write(f.config.path(), &added).expect("write");
+    sighup(gateway.pid());
+    assert_eq!(eventually(&f.url("/added/x"), 200).await, 200);
+
+    // An invalid config (unknown upstream): logged, and the previous one keeps serving.
+    let broken = added.replace("    upstream: app\n", "    upstream: nowhere\n");
+    std::fs::write(f.config.path(), &broken).expect("write");
+    sighup(gateway.pid());
+    // Give the reload a chance to (wrongly) apply, then check the route is still served.
+    let c = client();
+    for _ in 0..10 {
+        let status = c
+            .get(f.url("/added/x"))
+            .send()
+            .await
+            .expect("request")
+            .status();
+        assert_eq!(status, 200, "the old configuration must keep serving");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let (status, _stdout, stderr) = gateway.terminate().await;
+    assert!(status.success(), "{status}");
+    assert!(stderr.contains("configuration reloaded"), "{stderr}");
+    assert!(
+        stderr.contains("invalid configuration; keeping the previous one"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("unknown upstream `nowhere`"), "{stderr}");
+}
