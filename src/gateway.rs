@@ -37,6 +37,25 @@ pub struct ConnectionInfo {
     pub scheme: &'static str,
     /// The certificate the client presented in the TLS handshake (RFC 8705), if any.
     pub client_cert: Option<Arc<ClientCertificate>>,
+    /// The peer's IP address as a header value, rendered once per connection.
+    pub peer_ip: http::HeaderValue,
+}
+
+impl ConnectionInfo {
+    pub fn new(
+        peer: SocketAddr,
+        scheme: &'static str,
+        client_cert: Option<Arc<ClientCertificate>>,
+    ) -> Self {
+        let peer_ip = http::HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
+        Self {
+            peer,
+            scheme,
+            client_cert,
+            peer_ip,
+        }
+    }
 }
 
 /// One configuration snapshot with the shared components it uses. A reload builds a new
@@ -51,6 +70,8 @@ pub struct Gateway {
     dpop_algs: Option<Box<str>>,
     /// The introspection backend's identity, mixed into every cache key.
     cache_salt: Box<[u8]>,
+    /// Indexed like the route table.
+    route_metrics: Vec<RouteMetrics>,
     cache: Arc<TokenCache>,
     introspector: Arc<Introspector>,
     forwarder: Arc<Forwarder>,
@@ -104,12 +125,25 @@ impl Gateway {
             .identity()
             .into_bytes()
             .into_boxed_slice();
+        let route_metrics = config
+            .routes
+            .iter()
+            .map(|r| RouteMetrics {
+                forwarded: metrics
+                    .requests_total
+                    .with_label_values(&[&*r.name, OUTCOME_FORWARDED]),
+                duration: metrics
+                    .request_duration_seconds
+                    .with_label_values(&[&*r.name]),
+            })
+            .collect();
         Self {
             config,
             scope_challenges,
             dpop,
             dpop_algs,
             cache_salt,
+            route_metrics,
             cache,
             introspector,
             forwarder,
@@ -147,7 +181,7 @@ impl Gateway {
             grant: None,
             presented: None,
             dpop_nonce: None,
-            outcome: "forwarded",
+            outcome: OUTCOME_FORWARDED,
         };
         let response = match self.pass(&mut exchange, request, connection).await {
             Ok(response) => response,
@@ -269,14 +303,22 @@ impl Gateway {
             head.headers.remove(header::AUTHORIZATION);
             head.headers.remove("dpop");
         }
+        // The routed authority as a header value: the client's own Host value when it sent
+        // one (a cheap clone), else rendered from the HTTP/2 or absolute-form authority.
+        let host_value = match head.headers.get(header::HOST) {
+            Some(h) if head.uri.authority().is_none() => Some(h.clone()),
+            _ => authority
+                .as_deref()
+                .and_then(|a| http::HeaderValue::from_str(a).ok()),
+        };
         let peer = headers::Peer {
-            ip: connection.peer.ip(),
+            ip: &connection.peer_ip,
             trusted,
             proto: connection.scheme,
-            host: authority.as_deref(),
+            host: host_value.as_ref(),
         };
         headers::set_forwarding(&mut head.headers, &peer);
-        proxy::set_host(&mut head.headers, authority.as_deref());
+        proxy::set_host(&mut head.headers, host_value.as_ref());
         if let Some(grant) = &grant {
             headers::add_identity(&mut head.headers, &self.config.identity_headers, grant);
         }
@@ -449,14 +491,31 @@ impl Gateway {
             .map(|r| &*r.name)
             .unwrap_or("-");
         let elapsed = exchange.started.elapsed();
-        self.metrics
-            .requests_total
-            .with_label_values(&[route, exchange.outcome])
-            .inc();
-        self.metrics
-            .request_duration_seconds
-            .with_label_values(&[route])
-            .observe(elapsed.as_secs_f64());
+        // The common case uses handles resolved when the snapshot was built, sparing a label
+        // lookup (hash + lock) per request.
+        match exchange.route.and_then(|i| self.route_metrics.get(i)) {
+            Some(m) => {
+                if exchange.outcome == OUTCOME_FORWARDED {
+                    m.forwarded.inc();
+                } else {
+                    self.metrics
+                        .requests_total
+                        .with_label_values(&[route, exchange.outcome])
+                        .inc();
+                }
+                m.duration.observe(elapsed.as_secs_f64());
+            }
+            None => {
+                self.metrics
+                    .requests_total
+                    .with_label_values(&[route, exchange.outcome])
+                    .inc();
+                self.metrics
+                    .request_duration_seconds
+                    .with_label_values(&[route])
+                    .observe(elapsed.as_secs_f64());
+            }
+        }
         let grant = exchange.grant.as_deref();
         tracing::info!(
             target: "tokengate::access",
@@ -497,6 +556,14 @@ fn check_certificate(
         }
         (Some(_), Some(_)) => Err(AuthError::CertificateMismatch),
     }
+}
+
+const OUTCOME_FORWARDED: &str = "forwarded";
+
+/// Metric handles of one route, resolved once per snapshot.
+struct RouteMetrics {
+    forwarded: prometheus::IntCounter,
+    duration: prometheus::Histogram,
 }
 
 /// `dpop_rejections_total` reasons beyond the proof checks themselves.

@@ -71,11 +71,7 @@ pub async fn serve(
             let _permit = permit;
             match tls {
                 None => {
-                    let info = ConnectionInfo {
-                        peer,
-                        scheme: "http",
-                        client_cert: None,
-                    };
+                    let info = ConnectionInfo::new(peer, "http", None);
                     serve_connection(stream, info, gateway, &builder, watcher).await;
                 }
                 Some(tls) => {
@@ -102,11 +98,7 @@ pub async fn serve(
                         .peer_certificates()
                         .and_then(|chain| chain.first())
                         .map(|leaf| Arc::new(ClientCertificate::from_der(leaf.as_ref())));
-                    let info = ConnectionInfo {
-                        peer,
-                        scheme: "https",
-                        client_cert,
-                    };
+                    let info = ConnectionInfo::new(peer, "https", client_cert);
                     serve_connection(stream, info, gateway, &builder, watcher).await;
                 }
             }

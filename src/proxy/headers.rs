@@ -9,7 +9,6 @@
 use crate::auth::Grant;
 use crate::config::IdentityHeaders;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use std::net::IpAddr;
 
 /// Hop-by-hop fields that are never forwarded, whatever `Connection` says.
 const HOP_BY_HOP: &[HeaderName] = &[
@@ -124,11 +123,13 @@ pub fn add_identity(headers: &mut HeaderMap, identity: &IdentityHeaders, grant: 
 
 /// What the gateway knows about the client connection.
 pub struct Peer<'a> {
-    pub ip: IpAddr,
+    /// The peer's address, rendered once per connection (it is the whole X-Forwarded-For
+    /// value for most requests, so the hot path only clones it).
+    pub ip: &'a HeaderValue,
     pub trusted: bool,
     /// `http` or `https`: the listener's scheme.
     pub proto: &'static str,
-    pub host: Option<&'a str>,
+    pub host: Option<&'a HeaderValue>,
 }
 
 /// Discards forwarding headers from an untrusted peer and writes fresh ones. From a trusted
@@ -155,18 +156,20 @@ pub fn set_forwarding(headers: &mut HeaderMap, peer: &Peer<'_>) {
             headers.remove(*name);
         }
     }
-    if !chain.is_empty() {
+    if chain.is_empty() {
+        headers.insert(xff, peer.ip.clone());
+    } else {
         chain.push_str(", ");
-    }
-    chain.push_str(&peer.ip.to_string());
-    if let Ok(v) = HeaderValue::from_str(&chain) {
-        headers.insert(xff, v);
+        chain.push_str(peer.ip.to_str().unwrap_or_default());
+        if let Ok(v) = HeaderValue::from_str(&chain) {
+            headers.insert(xff, v);
+        }
     }
     if !keep_proto {
         headers.insert(xfp, HeaderValue::from_static(peer.proto));
     }
-    if !keep_host && let Some(host) = peer.host.and_then(|h| HeaderValue::from_str(h).ok()) {
-        headers.insert(xfh, host);
+    if !keep_host && let Some(host) = peer.host {
+        headers.insert(xfh, host.clone());
     }
 }
 
@@ -226,11 +229,15 @@ mod tests {
             ("forwarded", "for=1.2.3.4"),
             ("x-real-ip", "1.2.3.4"),
         ]);
+        let (ip, host) = (
+            HeaderValue::from_static("10.0.0.9"),
+            HeaderValue::from_static("api.example"),
+        );
         let peer = Peer {
-            ip: "10.0.0.9".parse().unwrap(),
+            ip: &ip,
             trusted: false,
             proto: "http",
-            host: Some("api.example"),
+            host: Some(&host),
         };
         set_forwarding(&mut h, &peer);
         assert_eq!(h["x-forwarded-for"], "10.0.0.9");
@@ -246,8 +253,9 @@ mod tests {
             ("x-forwarded-for", "5.6.7.8"),
             ("x-forwarded-proto", "https"),
         ]);
+        let ip = HeaderValue::from_static("10.0.0.9");
         let peer = Peer {
-            ip: "10.0.0.9".parse().unwrap(),
+            ip: &ip,
             trusted: true,
             proto: "http",
             host: None,

@@ -170,8 +170,8 @@ fn upstream_uri(upstream: &Upstream, path: &NormalizedPath, query: Option<&str>)
 
 /// Sets `Host` to the host the request was routed on, so that the upstream sees the same
 /// authority the gateway authorized (HTTP/2 clients send `:authority`, not `Host`).
-pub fn set_host(headers: &mut http::HeaderMap, authority: Option<&str>) {
-    if let Some(a) = authority.and_then(|a| HeaderValue::from_str(a).ok()) {
-        headers.insert(header::HOST, a);
+pub fn set_host(headers: &mut http::HeaderMap, authority: Option<&HeaderValue>) {
+    if let Some(a) = authority {
+        headers.insert(header::HOST, a.clone());
     }
 }
