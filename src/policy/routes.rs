@@ -8,6 +8,7 @@
 
 use crate::path::NormalizedPath;
 use http::Method;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +69,15 @@ impl PathPattern {
 
     pub fn as_str(&self) -> &str {
         &self.source
+    }
+
+    /// The literal first segment, when the pattern has one (`/orders/**` → `orders`). A
+    /// pattern with only `**` or a leading `*` has none and can match any first segment.
+    fn first_literal(&self) -> Option<&str> {
+        match self.segments.first() {
+            Some(Segment::Literal(l)) => Some(l),
+            _ => None,
+        }
     }
 
     pub fn matches(&self, path: &NormalizedPath) -> bool {
@@ -168,15 +178,37 @@ impl Route {
     }
 }
 
-/// Routes in file order.
+/// Routes in file order, with an index by first path segment.
+///
+/// First match wins, in file order; that is the contract. To keep lookups cheap with large
+/// tables, routes are indexed by the literal first segment of their pattern: a request only
+/// scans the routes filed under its own first segment plus those whose pattern starts with a
+/// wildcard, merged back into file order. Hand-written because the merge is two sorted index
+/// lists and a general router would change the first-match semantics.
 #[derive(Debug, Default)]
 pub struct RouteTable {
     routes: Vec<Route>,
+    /// Route indexes (ascending) by literal first segment.
+    by_first_segment: HashMap<Box<str>, Vec<usize>>,
+    /// Route indexes (ascending) whose first segment is a wildcard (`*` or `**`).
+    wildcard: Vec<usize>,
 }
 
 impl RouteTable {
     pub fn new(routes: Vec<Route>) -> Self {
-        Self { routes }
+        let mut by_first_segment: HashMap<Box<str>, Vec<usize>> = HashMap::new();
+        let mut wildcard = Vec::new();
+        for (i, route) in routes.iter().enumerate() {
+            match route.path.first_literal() {
+                Some(segment) => by_first_segment.entry(segment.into()).or_default().push(i),
+                None => wildcard.push(i),
+            }
+        }
+        Self {
+            routes,
+            by_first_segment,
+            wildcard,
+        }
     }
 
     /// The first route matching the request. `host` is the request's host name, lower-cased
@@ -187,12 +219,24 @@ impl RouteTable {
         host: Option<&str>,
         path: &NormalizedPath,
     ) -> Option<(usize, &Route)> {
-        // A linear scan in file order *is* the contract (first match wins). A prefix index can
-        // come later if large tables need it.
-        self.routes
-            .iter()
-            .enumerate()
-            .find(|(_, r)| r.matches(method, host, path))
+        let first = path.segments().next().unwrap_or("");
+        let filed: &[usize] = self.by_first_segment.get(first).map_or(&[], Vec::as_slice);
+        let (mut a, mut b) = (filed.iter().peekable(), self.wildcard.iter().peekable());
+        loop {
+            // Merge the two ascending lists so that candidates are tried in file order.
+            let next = match (a.peek(), b.peek()) {
+                (Some(&&x), Some(&&y)) if x < y => a.next(),
+                (Some(_), Some(_)) => b.next(),
+                (Some(_), None) => a.next(),
+                (None, Some(_)) => b.next(),
+                (None, None) => return None,
+            };
+            let index = *next?;
+            let route = &self.routes[index];
+            if route.matches(method, host, path) {
+                return Some((index, route));
+            }
+        }
     }
 
     pub fn get(&self, index: usize) -> Option<&Route> {
@@ -238,6 +282,95 @@ mod tests {
         assert!(!exact.matches(&p("/healthz")));
         let root = PathPattern::parse("/**").unwrap();
         assert!(root.matches(&p("/")) && root.matches(&p("/a/b")));
+    }
+
+    fn route(name: &str, path: &str, methods: Option<&[Method]>) -> Route {
+        Route {
+            name: name.into(),
+            host: None,
+            path: PathPattern::parse(path).unwrap(),
+            methods: methods.map(|m| m.to_vec().into_boxed_slice()),
+            upstream: 0,
+            access: Access::Public,
+            forward_token: false,
+            max_body_bytes: None,
+        }
+    }
+
+    #[test]
+    fn index_keeps_first_match_in_file_order() {
+        let table = RouteTable::new(vec![
+            route("wild-get", "/*/special", Some(&[Method::GET])),
+            route("orders", "/orders/**", None),
+            route("catch-all", "/**", None),
+            route("users", "/users/*", None),
+        ]);
+        let name = |m: Method, p: &str| {
+            table
+                .find(&m, None, &NormalizedPath::parse(p).unwrap())
+                .map(|(_, r)| &*r.name)
+        };
+        assert_eq!(name(Method::GET, "/orders/special"), Some("wild-get"));
+        assert_eq!(name(Method::POST, "/orders/special"), Some("orders"));
+        assert_eq!(name(Method::GET, "/orders"), Some("orders"));
+        assert_eq!(name(Method::GET, "/users/1"), Some("catch-all"));
+        assert_eq!(name(Method::GET, "/"), Some("catch-all"));
+        let no_catch_all = RouteTable::new(vec![
+            route("users", "/users/*", None),
+            route("root", "/", None),
+        ]);
+        let find = |p: &str| {
+            no_catch_all
+                .find(&Method::GET, None, &NormalizedPath::parse(p).unwrap())
+                .map(|(i, _)| i)
+        };
+        assert_eq!(find("/users/7"), Some(0));
+        assert_eq!(find("/"), Some(1));
+        assert_eq!(find("/other"), None);
+    }
+
+    #[test]
+    fn indexed_lookup_agrees_with_a_linear_scan() {
+        let patterns = [
+            "/a/**", "/*/b", "/a/b", "/**", "/b/*", "/", "/a", "/*", "/c/*/d", "/b/**",
+        ];
+        let methods = [None, Some(&[Method::GET][..]), Some(&[Method::POST][..])];
+        let paths = [
+            "/", "/a", "/a/", "/a/b", "/b", "/b/b", "/b/x/y", "/c/1/d", "/c", "/z/b", "/a/b/c",
+        ];
+        // Several tables: every rotation of the pattern list, with rotating methods.
+        for shift in 0..patterns.len() {
+            let routes: Vec<Route> = (0..patterns.len())
+                .map(|i| {
+                    route(
+                        &format!("r{i}"),
+                        patterns[(i + shift) % patterns.len()],
+                        methods[i % 3],
+                    )
+                })
+                .collect();
+            let linear: Vec<(String, String)> = paths
+                .iter()
+                .flat_map(|p| [Method::GET, Method::POST].map(|m| (m, *p)))
+                .map(|(m, p)| {
+                    let np = NormalizedPath::parse(p).unwrap();
+                    let hit = routes
+                        .iter()
+                        .find(|r| r.matches(&m, None, &np))
+                        .map(|r| r.name.to_string());
+                    (format!("{m} {p}"), hit.unwrap_or_default())
+                })
+                .collect();
+            let table = RouteTable::new(routes);
+            for (key, expected) in linear {
+                let (m, p) = key.split_once(' ').unwrap();
+                let np = NormalizedPath::parse(p).unwrap();
+                let got = table
+                    .find(&Method::from_bytes(m.as_bytes()).unwrap(), None, &np)
+                    .map(|(_, r)| r.name.to_string());
+                assert_eq!(got.unwrap_or_default(), expected, "shift {shift}: {key}");
+            }
+        }
     }
 
     #[test]
