@@ -280,6 +280,9 @@ impl Emulator {
         match (req.method(), path.as_str()) {
             (&Method::POST, "/emulator/tokens") => Ok(self.create_token(req).await),
             (&Method::POST, "/emulator/faults") => Ok(self.set_fault_from(req).await),
+            // A generic RFC 7662 endpoint over the same token store, so that tokengate's
+            // `rfc7662` backend can be tested end to end (Basic auth with api_key:api_secret).
+            (&Method::POST, RFC7662_PATH) => self.introspection(Target::Rfc7662, req).await,
             (&Method::GET, "/emulator/stats") => {
                 let stats = json!({ "introspection_calls": self.introspection_calls() });
                 Ok(json_response(StatusCode::OK, &stats))
@@ -340,6 +343,16 @@ impl Emulator {
         if let Err(error) = self.authenticate(&target, &parts.headers) {
             return Ok(error.into());
         }
+        if let Target::Rfc7662 = target {
+            let token = parsed
+                .as_ref()
+                .ok()
+                .and_then(|v| v.get("token"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let answer = verdict::rfc7662(&lock(&self.state.tokens), token, now_ms());
+            return Ok(json_response(StatusCode::OK, &answer));
+        }
         match parsed {
             Ok(value) => Ok(json_response(
                 StatusCode::OK,
@@ -388,7 +401,7 @@ impl Emulator {
                     return Err(malformed());
                 }
             }
-            Target::V2 => {
+            Target::V2 | Target::Rfc7662 => {
                 if !scheme.eq_ignore_ascii_case("basic") {
                     return Err(malformed());
                 }
@@ -484,7 +497,11 @@ impl std::error::Error for ConnectionReset {}
 enum Target<'a> {
     V2,
     V3(&'a str),
+    Rfc7662,
 }
+
+/// Path of the generic RFC 7662 endpoint.
+pub const RFC7662_PATH: &str = "/rfc7662/introspect";
 
 fn api_target(path: &str) -> Option<Target<'_>> {
     if path == "/api/auth/introspection" {

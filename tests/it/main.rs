@@ -9,6 +9,7 @@ mod dpop;
 mod fail_closed;
 mod forwarding;
 mod process;
+mod rfc7662;
 mod routing;
 mod smoke;
 mod support;

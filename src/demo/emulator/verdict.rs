@@ -330,6 +330,45 @@ fn decide(tokens: &mut HashMap<String, Record>, query: &Query<'_>, now_ms: i64) 
     )
 }
 
+/// The RFC 7662 view of a token: `active` plus the standard members, `exp` in seconds, and the
+/// RFC 7800 `cnf` confirmation (`jkt` for DPoP, `x5t#S256` for certificates).
+pub(super) fn rfc7662(tokens: &HashMap<String, Record>, token: &str, now_ms: i64) -> Value {
+    let Some(r) = tokens.get(token).filter(|r| r.expires_at_ms > now_ms) else {
+        return serde_json::json!({ "active": false });
+    };
+    let mut m = Map::new();
+    m.insert("active".into(), true.into());
+    m.insert("scope".into(), r.scopes.join(" ").into());
+    m.insert(
+        "client_id".into(),
+        r.client_id_alias
+            .clone()
+            .unwrap_or_else(|| r.client_id.to_string())
+            .into(),
+    );
+    if let Some(sub) = &r.subject {
+        m.insert("sub".into(), sub.clone().into());
+    }
+    m.insert("exp".into(), r.expires_at_ms.div_euclid(1000).into());
+    let mut cnf = Map::new();
+    if let Some(jkt) = &r.dpop_jkt {
+        cnf.insert("jkt".into(), jkt.clone().into());
+    }
+    if let Some(x5t) = &r.certificate_thumbprint {
+        cnf.insert("x5t#S256".into(), x5t.clone().into());
+    }
+    let token_type = if r.dpop_jkt.is_some() {
+        "DPoP"
+    } else {
+        "Bearer"
+    };
+    m.insert("token_type".into(), token_type.into());
+    if !cnf.is_empty() {
+        m.insert("cnf".into(), Value::Object(cnf));
+    }
+    Value::Object(m)
+}
+
 /// `INTERNAL_SERVER_ERROR` with no token fields, as in research §7.5.
 pub(super) fn internal_server_error() -> Value {
     render(&Verdict::new(&DB_FAILURE), None, None, Detail::Brief)

@@ -31,6 +31,8 @@ pub struct Options {
     pub extra: String,
     /// Replaces the default routes when set (YAML list items under `routes:`).
     pub routes: Option<String>,
+    /// Use the emulator's generic RFC 7662 endpoint instead of Authlete's API.
+    pub rfc7662: bool,
 }
 
 impl Default for Options {
@@ -45,6 +47,7 @@ impl Default for Options {
             upstream_timeout_ms: 5000,
             extra: String::new(),
             routes: None,
+            rfc7662: false,
         }
     }
 }
@@ -112,13 +115,19 @@ pub fn config_yaml(emulator: SocketAddr, upstream: SocketAddr, o: &Options) -> S
         "    api_version: 3\n    service_id: \"1000000001\"\n    access_token: \"emulator-service-token\"\n"
             .to_owned()
     };
+    let backend = if o.rfc7662 {
+        format!(
+            "  rfc7662:\n    endpoint: \"{authlete_url}{}\"\n    client_id: \"1000000001\"\n    client_secret: \"emulator-secret\"\n",
+            tokengate::demo::emulator::RFC7662_PATH
+        )
+    } else {
+        format!("  authlete:\n    base_url: \"{authlete_url}\"\n{credentials}")
+    };
     format!(
         r#"listen: "127.0.0.1:0"
 admin_listen: "127.0.0.1:0"
 introspection:
-  authlete:
-    base_url: "{authlete_url}"
-{credentials}  timeout_ms: {timeout}
+{backend}  timeout_ms: {timeout}
   cache:
     max_entries: 1000
     max_ttl_secs: {max_ttl}
