@@ -22,11 +22,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 /// `/download/{n}` serves at most this many bytes.
@@ -99,47 +95,11 @@ impl EchoUpstream {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let builder = auto::Builder::new(TokioExecutor::new());
-        let graceful = GracefulShutdown::new();
-        let mut shutdown = std::pin::pin!(shutdown);
-        loop {
-            let stream = tokio::select! {
-                () = &mut shutdown => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(error) => {
-                        // Typically EMFILE: back off instead of spinning, keep serving.
-                        tracing::warn!(%error, "echo upstream: accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
+        super::serve_loop("echo upstream", listener, shutdown, move |req| {
             let this = self.clone();
-            let service = service_fn(move |req| {
-                let this = this.clone();
-                async move { Ok::<_, Infallible>(this.handle(req).await) }
-            });
-            let conn = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned();
-            let conn = graceful.watch(conn);
-            tokio::spawn(async move {
-                if let Err(error) = conn.await {
-                    tracing::debug!(%error, "echo upstream: connection ended with an error");
-                }
-            });
-        }
-        drop(listener);
-        if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::debug!(
-                "echo upstream: connections still open after the shutdown grace period"
-            );
-        }
-        Ok(())
+            async move { Ok::<_, Infallible>(this.handle(req).await) }
+        })
+        .await
     }
 
     /// Binds `127.0.0.1:0` and serves in a task on the current runtime until the runtime ends.
@@ -357,6 +317,7 @@ mod tests {
     use http_body_util::Full;
     use hyper::Method;
     use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
     use hyper_util::client::legacy::connect::HttpConnector;
 
     fn client() -> Client<HttpConnector, Full<Bytes>> {

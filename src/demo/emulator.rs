@@ -22,11 +22,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue};
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 
@@ -222,45 +218,11 @@ impl Emulator {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let builder = auto::Builder::new(TokioExecutor::new());
-        let graceful = GracefulShutdown::new();
-        let mut shutdown = std::pin::pin!(shutdown);
-        loop {
-            let stream = tokio::select! {
-                () = &mut shutdown => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(error) => {
-                        // Typically EMFILE: back off instead of spinning, keep serving.
-                        tracing::warn!(%error, "emulator: accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
+        super::serve_loop("emulator", listener, shutdown, move |req| {
             let this = self.clone();
-            let service = service_fn(move |req| {
-                let this = this.clone();
-                async move { this.handle(req).await }
-            });
-            let conn = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned();
-            let conn = graceful.watch(conn);
-            tokio::spawn(async move {
-                if let Err(error) = conn.await {
-                    tracing::debug!(%error, "emulator: connection ended with an error");
-                }
-            });
-        }
-        drop(listener);
-        if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::debug!("emulator: connections still open after the shutdown grace period");
-        }
-        Ok(())
+            async move { this.handle(req).await }
+        })
+        .await
     }
 
     /// Binds `127.0.0.1:0` and serves in a task on the current runtime until the runtime ends.
