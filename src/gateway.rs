@@ -224,8 +224,15 @@ impl Gateway {
         {
             return Err(Rejection::UriTooLong);
         }
-        if head.method == Method::TRACE {
-            // RFC 9110 section 9.3.8: TRACE would reflect credentials and identity headers.
+        if head.method.as_str().len() > MAX_METHOD_BYTES {
+            // RFC 9112 section 3 (SHOULD 501): no real method is this long.
+            return Err(Rejection::MethodNotImplemented);
+        }
+        if head.method.as_str().eq_ignore_ascii_case("TRACE")
+            || head.method.as_str().eq_ignore_ascii_case("TRACK")
+        {
+            // RFC 9110 section 9.3.8: TRACE (and IIS's TRACK) would reflect credentials and
+            // identity headers back to the client.
             return Err(Rejection::MethodNotAllowed);
         }
         let path = NormalizedPath::parse(head.uri.path())?;
@@ -560,6 +567,9 @@ fn check_certificate(
 
 const OUTCOME_FORWARDED: &str = "forwarded";
 
+/// Longer method tokens are refused (501); the longest registered method is 17 bytes.
+const MAX_METHOD_BYTES: usize = 32;
+
 /// Metric handles of one route, resolved once per snapshot.
 struct RouteMetrics {
     forwarded: prometheus::IntCounter,
@@ -618,7 +628,9 @@ fn request_authority(head: &Parts) -> Result<Option<String>, Rejection> {
         return Ok(Some(authority.as_str().to_owned()));
     }
     match first {
-        None => Ok(None),
+        // RFC 9112 section 3.2: a request without Host (or, in HTTP/2, without :authority)
+        // gets 400; forwarding it would let the upstream pick a default virtual host.
+        None => Err(Rejection::BadRequest("the request has no Host")),
         Some(v) => {
             let s = v
                 .to_str()
@@ -631,10 +643,15 @@ fn request_authority(head: &Parts) -> Result<Option<String>, Rejection> {
     }
 }
 
-/// True when the query has an `access_token` parameter (in any percent-encoding of the name).
+/// True when the query has an `access_token` parameter (in any percent-encoding of the name,
+/// `;` or `&` separated, with or without a PHP-style `[]`).
 fn has_access_token_parameter(query: &str) -> bool {
-    query.split('&').any(|pair| {
+    query.split(['&', ';']).any(|pair| {
         let name = pair.split('=').next().unwrap_or("");
+        let name = name
+            .strip_suffix("[]")
+            .or_else(|| name.strip_suffix("%5B%5D"))
+            .unwrap_or(name);
         name.eq_ignore_ascii_case("access_token")
             || (name.contains('%') && percent_decoded_lowercase(name) == "access_token")
     })

@@ -27,6 +27,8 @@ pub enum Rejection {
     UriTooLong,
     #[error("method not allowed")]
     MethodNotAllowed,
+    #[error("method not implemented")]
+    MethodNotImplemented,
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error(transparent)]
@@ -113,6 +115,13 @@ fn shape(rejection: &Rejection) -> Shape {
             Ch::None,
             "invalid_request",
             "the request target is too long",
+            "bad_request",
+        ),
+        Rejection::MethodNotImplemented => s(
+            S::NOT_IMPLEMENTED,
+            Ch::None,
+            "invalid_request",
+            "this method is not implemented",
             "bad_request",
         ),
         Rejection::MethodNotAllowed => s(
@@ -277,6 +286,13 @@ fn shape(rejection: &Rejection) -> Shape {
                 "insufficient_scope",
             )
         }
+        Rejection::Forward(ForwardError::ClientBody) => s(
+            S::BAD_REQUEST,
+            Ch::None,
+            "invalid_request",
+            "the request body is malformed",
+            "bad_request",
+        ),
         Rejection::Forward(ForwardError::BodyTooLarge) => s(
             S::PAYLOAD_TOO_LARGE,
             Ch::None,

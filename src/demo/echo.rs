@@ -317,8 +317,8 @@ mod tests {
     use http_body_util::Full;
     use hyper::Method;
     use hyper_util::client::legacy::Client;
-    use hyper_util::rt::TokioExecutor;
     use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::TokioExecutor;
 
     fn client() -> Client<HttpConnector, Full<Bytes>> {
         Client::builder(TokioExecutor::new()).build_http()

@@ -59,7 +59,10 @@ where
         });
     }
     drop(listener);
-    if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::debug!("{name}: connections still open after the shutdown grace period");
     }
     Ok(())

@@ -34,6 +34,27 @@ const FORWARDING: &[&str] = &[
     "x-real-ip",
     "true-client-ip",
     "cf-connecting-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "x-forwarded-server",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "x-url-scheme",
+    "front-end-https",
+];
+
+/// Headers some frameworks and proxies read *instead of* the request line: a path or method
+/// the gateway never authorized. Removed from every request, whoever sent it.
+const OVERRIDES: &[&str] = &[
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+    "x-forwarded-uri",
+    "x-forwarded-path",
+    "x-envoy-original-path",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
 ];
 
 /// Removes hop-by-hop fields, including those named in `Connection`. When `keep_upgrade` is set
@@ -66,6 +87,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     headers.remove(PROXY_CONNECTION);
     // `Proxy` becomes HTTP_PROXY in CGI-style upstreams (httpoxy).
     headers.remove("proxy");
+    for name in OVERRIDES {
+        headers.remove(*name);
+    }
     // RFC 9110 section 17.10: servers that map header names to variables read `X_Auth_Subject`
     // as `X-Auth-Subject`. Names with `_` are dropped, as nginx does by default.
     let underscored: Vec<HeaderName> = headers
@@ -81,10 +105,17 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// An HTTP/1.1 upgrade request (RFC 9110 section 7.8): `Upgrade` *and* `Connection: upgrade`.
-/// An `Upgrade` field alone is just a hop-by-hop header to drop.
+/// A WebSocket upgrade request (RFC 6455 over RFC 9110 section 7.8): `Upgrade: websocket` *and*
+/// `Connection: upgrade`. Only WebSocket is passed through: any other protocol (notably `h2c`,
+/// which would let the client talk HTTP/2 straight to the upstream past every check) is treated
+/// as an ordinary request and its `Upgrade` dropped as hop-by-hop.
 pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
+    let mut protocols = headers.get_all(header::UPGRADE).iter();
+    let websocket_only = matches!(
+        (protocols.next().and_then(|v| v.to_str().ok()), protocols.next()),
+        (Some(p), None) if p.trim().eq_ignore_ascii_case("websocket")
+    );
+    websocket_only
         && headers.get_all(header::CONNECTION).iter().any(|v| {
             v.to_str().is_ok_and(|v| {
                 v.split(',')

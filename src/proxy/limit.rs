@@ -13,6 +13,12 @@ use std::task::{Context, Poll};
 #[error("request body larger than the configured limit")]
 pub struct BodyTooLarge;
 
+/// The client's body could not be read (malformed chunked encoding, a reset): the client's
+/// fault, answered 400, never reported as an upstream failure.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body could not be read: {0}")]
+pub struct ClientBodyError(#[source] hyper::Error);
+
 pub struct LimitedBody {
     inner: Incoming,
     remaining: u64,
@@ -47,7 +53,7 @@ impl Body for LimitedBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(ClientBodyError(e))))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
@@ -62,11 +68,13 @@ impl Body for LimitedBody {
     }
 }
 
-/// True when `error` (or what caused it) is a `BodyTooLarge`.
-pub fn is_body_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
+/// True when `error`, or anything that caused it, is a `T`.
+pub fn caused_by<T: std::error::Error + 'static>(
+    error: &(dyn std::error::Error + 'static),
+) -> bool {
     let mut current = Some(error);
     while let Some(e) = current {
-        if e.is::<BodyTooLarge>() {
+        if e.is::<T>() {
             return true;
         }
         current = e.source();

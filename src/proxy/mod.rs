@@ -33,6 +33,9 @@ pub enum ForwardError {
     /// The client's body grew past the route's limit while streaming.
     #[error("request body too large")]
     BodyTooLarge,
+    /// The client's body was malformed (e.g. bad chunked encoding).
+    #[error("request body malformed")]
+    ClientBody,
 }
 
 type UpstreamClient = Client<HttpsConnector<HttpConnector>, LimitedBody>;
@@ -78,7 +81,12 @@ impl Forwarder {
         let request = Request::from_parts(head, body);
         let response = match tokio::time::timeout(upstream.timeout, client.request(request)).await {
             Err(_) => return Err(ForwardError::Timeout),
-            Ok(Err(e)) if limit::is_body_too_large(&e) => return Err(ForwardError::BodyTooLarge),
+            Ok(Err(e)) if limit::caused_by::<BodyTooLarge>(&e) => {
+                return Err(ForwardError::BodyTooLarge);
+            }
+            Ok(Err(e)) if limit::caused_by::<limit::ClientBodyError>(&e) => {
+                return Err(ForwardError::ClientBody);
+            }
             Ok(Err(e)) => {
                 tracing::warn!(upstream = %upstream.name, error = %e, "upstream request failed");
                 return Err(ForwardError::Unreachable);

@@ -13,4 +13,5 @@ mod rfc7662;
 mod routing;
 mod smoke;
 mod support;
+mod threats;
 mod tls;
