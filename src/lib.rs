@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod gateway;
+pub mod idle;
 pub mod metrics;
 pub mod path;
 pub mod policy;

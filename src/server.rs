@@ -6,12 +6,12 @@
 
 use crate::config::Limits;
 use crate::gateway::{ConnectionInfo, Gateway};
+use crate::idle::{Activity, IdleIo};
 use crate::tls::ClientCertificate;
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc, watch};
 
 /// How long in-flight requests may take to finish after a shutdown signal (DESIGN.md section 6).
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
@@ -33,7 +33,10 @@ pub async fn serve(
     gateway: Arc<ArcSwap<Gateway>>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let graceful = GracefulShutdown::new();
+    // Drain: `stop` tells every connection to finish; each holds a clone of `open`, so
+    // `closed.recv()` returns None once the last one is gone.
+    let (stop, stopping) = watch::channel(false);
+    let (open, mut closed) = mpsc::channel::<()>(1);
     let max_connections = gateway.load().config().limits.max_connections;
     // Beyond the limit, connections are not accepted and wait in the kernel's listen backlog
     // (back-pressure rather than resets).
@@ -66,13 +69,19 @@ pub async fn serve(
         let tls = snapshot.config().tls.clone();
         let builder = connection_builder(&snapshot.config().limits);
         drop(snapshot);
-        let (gateway, watcher) = (gateway.clone(), graceful.watcher());
+        let idle_timeout = gateway.load().config().limits.idle_timeout;
+        let (gateway, stopping, open) = (gateway.clone(), stopping.clone(), open.clone());
         tokio::spawn(async move {
+            let _open = open;
+            let lifecycle = Lifecycle {
+                stopping,
+                idle_timeout,
+            };
             let _permit = permit;
             match tls {
                 None => {
                     let info = ConnectionInfo::new(peer, "http", None);
-                    serve_connection(stream, info, gateway, &builder, watcher).await;
+                    serve_connection(stream, info, gateway, &builder, lifecycle).await;
                 }
                 Some(tls) => {
                     let acceptor = tokio_rustls::TlsAcceptor::from(tls.server.clone());
@@ -99,19 +108,27 @@ pub async fn serve(
                         .and_then(|chain| chain.first())
                         .map(|leaf| Arc::new(ClientCertificate::from_der(leaf.as_ref())));
                     let info = ConnectionInfo::new(peer, "https", client_cert);
-                    serve_connection(stream, info, gateway, &builder, watcher).await;
+                    serve_connection(stream, info, gateway, &builder, lifecycle).await;
                 }
             }
         });
     }
     drop(listener);
     tracing::info!("draining in-flight requests");
-    if tokio::time::timeout(DRAIN_DEADLINE, graceful.shutdown())
+    let _ = stop.send(true);
+    drop(open);
+    if tokio::time::timeout(DRAIN_DEADLINE, closed.recv())
         .await
         .is_err()
     {
         tracing::warn!("drain deadline passed; closing remaining connections");
     }
+}
+
+/// What ends a connection besides its client: the server draining, or idleness.
+struct Lifecycle {
+    stopping: watch::Receiver<bool>,
+    idle_timeout: Duration,
 }
 
 /// HTTP settings from the configured limits. hyper answers 431 itself when the request head
@@ -138,7 +155,7 @@ async fn serve_connection<S>(
     info: ConnectionInfo,
     gateway: Arc<ArcSwap<Gateway>>,
     builder: &auto::Builder<TokioExecutor>,
-    watcher: hyper_util::server::graceful::Watcher,
+    mut lifecycle: Lifecycle,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -148,8 +165,48 @@ async fn serve_connection<S>(
         let info = info.clone();
         async move { Ok::<_, Infallible>(gateway.handle(request, info).await) }
     });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-    if let Err(e) = watcher.watch(conn.into_owned()).await {
-        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+    let activity = Activity::new();
+    let io = TokioIo::new(IdleIo::new(stream, activity.clone()));
+    let conn = builder.serve_connection_with_upgrades(io, service);
+    let mut conn = std::pin::pin!(conn);
+    // Idleness is checked a few times per timeout; graceful shutdown lets a request in flight
+    // finish (HTTP/1) or sends GOAWAY and lets open streams finish (HTTP/2).
+    let check_every = (lifecycle.idle_timeout / 4).max(Duration::from_millis(50));
+    let mut closing = *lifecycle.stopping.borrow();
+    let mut idle_close: Option<tokio::time::Instant> = None;
+    if closing {
+        conn.as_mut().graceful_shutdown();
+    }
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            changed = lifecycle.stopping.changed(), if !closing => {
+                if changed.is_err() || *lifecycle.stopping.borrow() {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+            () = tokio::time::sleep(check_every), if !closing => {
+                if activity.idle_for() >= lifecycle.idle_timeout {
+                    tracing::debug!(peer = %peer, "closing an idle connection");
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                    idle_close = Some(tokio::time::Instant::now() + lifecycle.idle_timeout);
+                }
+            }
+            // An HTTP/2 client that ignores GOAWAY (and its PING) would keep the connection
+            // open; after another idle period it is dropped.
+            () = tokio::time::sleep_until(idle_close.unwrap_or_else(tokio::time::Instant::now)), if idle_close.is_some() => {
+                if activity.idle_for() >= lifecycle.idle_timeout {
+                    return;
+                }
+                idle_close = Some(tokio::time::Instant::now() + lifecycle.idle_timeout);
+            }
+        }
     }
 }

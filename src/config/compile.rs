@@ -278,6 +278,11 @@ fn limits(raw: &FileConfig) -> Result<Limits, ConfigError> {
             100..=600_000,
         )?),
         max_connections: within("max_connections", &l.max_connections, 1..=1_000_000)? as usize,
+        idle_timeout: Duration::from_millis(within(
+            "idle_timeout_ms",
+            &l.idle_timeout_ms,
+            100..=3_600_000,
+        )?),
     })
 }
 

@@ -201,6 +201,8 @@ pub(crate) struct FileLimits {
     pub header_read_timeout_ms: S<u64>,
     #[serde(default = "default_max_connections")]
     pub max_connections: S<u64>,
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: S<u64>,
 }
 
 impl Default for FileLimits {
@@ -212,6 +214,7 @@ impl Default for FileLimits {
             max_body_bytes: default_max_body_bytes(),
             header_read_timeout_ms: default_header_read_timeout_ms(),
             max_connections: default_max_connections(),
+            idle_timeout_ms: default_idle_timeout_ms(),
         }
     }
 }
@@ -227,6 +230,9 @@ fn default_max_body_bytes() -> S<u64> {
 }
 fn default_header_read_timeout_ms() -> S<u64> {
     unspanned(10_000)
+}
+fn default_idle_timeout_ms() -> S<u64> {
+    unspanned(60_000)
 }
 fn default_max_connections() -> S<u64> {
     unspanned(10_000)

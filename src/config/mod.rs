@@ -68,6 +68,9 @@ pub struct Limits {
     /// Time a client has to send a complete request head; also bounds HTTP/1 keep-alive idle
     /// time (hyper starts this timer whenever it waits for a request head).
     pub header_read_timeout: Duration,
+    /// A connection that moved no bytes for this long is closed gracefully (HTTP/1 keep-alive
+    /// and HTTP/2 alike).
+    pub idle_timeout: Duration,
     /// Concurrent client connections; beyond it, new connections wait in the listen backlog.
     pub max_connections: usize,
 }

@@ -8,6 +8,7 @@ mod config_files;
 mod dpop;
 mod fail_closed;
 mod forwarding;
+mod idle;
 mod process;
 mod rfc7662;
 mod routing;
