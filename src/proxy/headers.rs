@@ -10,16 +10,6 @@ use crate::auth::Grant;
 use crate::config::IdentityHeaders;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-/// Hop-by-hop fields that are never forwarded, whatever `Connection` says.
-const HOP_BY_HOP: &[HeaderName] = &[
-    header::CONNECTION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::PROXY_AUTHORIZATION,
-    header::PROXY_AUTHENTICATE,
-];
 const KEEP_ALIVE: &str = "keep-alive";
 const PROXY_CONNECTION: &str = "proxy-connection";
 
@@ -57,47 +47,55 @@ const OVERRIDES: &[&str] = &[
     "x-method-override",
 ];
 
-/// Removes hop-by-hop fields, including those named in `Connection`. When `keep_upgrade` is set
-/// (a WebSocket handshake), `Connection: upgrade` and `Upgrade` survive so the upstream sees the
-/// handshake.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+/// Removes, in one pass over the header names, hop-by-hop fields (the fixed set and those named
+/// in `Connection`), `Proxy`, path and method overrides, names containing `_`, and, when
+/// `drop_forwarding` is set (an untrusted peer, or any response), every forwarding header.
+/// When `keep_upgrade` is set (a WebSocket handshake), `Connection: upgrade` and `Upgrade`
+/// survive so the upstream sees the handshake.
+///
+/// Hand-written as a single scan: matching each present name against the lists costs far less
+/// than ~40 `HeaderMap::remove` calls by name, which profiling showed on every request.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool, drop_forwarding: bool) {
     let mut listed: Vec<HeaderName> = Vec::new();
     for value in headers.get_all(header::CONNECTION) {
         let Ok(value) = value.to_str() else { continue };
         for name in value.split(',') {
             if let Ok(name) = HeaderName::from_bytes(name.trim().as_bytes())
                 && !is_protected(&name)
+                && !(keep_upgrade && name == header::UPGRADE)
             {
                 listed.push(name);
             }
         }
     }
-    for name in listed {
-        if !(keep_upgrade && name == header::UPGRADE) {
-            headers.remove(&name);
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    for name in headers.keys() {
+        let n = name.as_str();
+        let remove = match n {
+            "connection" | "upgrade" => !keep_upgrade,
+            "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "proxy-authorization"
+            | "proxy-authenticate"
+            | KEEP_ALIVE
+            | PROXY_CONNECTION => true,
+            // `Proxy` becomes HTTP_PROXY in CGI-style upstreams (httpoxy).
+            "proxy" => true,
+            // RFC 9110 section 17.10: servers that map header names to variables read
+            // `X_Auth_Subject` as `X-Auth-Subject`. Names with `_` are dropped, as nginx does.
+            n if n.contains('_') => true,
+            n => {
+                OVERRIDES.contains(&n)
+                    || (drop_forwarding && FORWARDING.contains(&n))
+                    || listed.contains(name)
+            }
+        };
+        if remove {
+            doomed.push(name.clone());
         }
     }
-    for name in HOP_BY_HOP {
-        if keep_upgrade && (name == header::CONNECTION || name == header::UPGRADE) {
-            continue;
-        }
-        headers.remove(name);
-    }
-    headers.remove(KEEP_ALIVE);
-    headers.remove(PROXY_CONNECTION);
-    // `Proxy` becomes HTTP_PROXY in CGI-style upstreams (httpoxy).
-    headers.remove("proxy");
-    for name in OVERRIDES {
-        headers.remove(*name);
-    }
-    // RFC 9110 section 17.10: servers that map header names to variables read `X_Auth_Subject`
-    // as `X-Auth-Subject`. Names with `_` are dropped, as nginx does by default.
-    let underscored: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| n.as_str().contains('_'))
-        .cloned()
-        .collect();
-    for name in underscored {
+    for name in doomed {
         headers.remove(&name);
     }
     if keep_upgrade {
@@ -180,13 +178,10 @@ pub fn set_forwarding(headers: &mut HeaderMap, peer: &Peer<'_>) {
             }
         }
     }
+    // From an untrusted peer the forwarding headers were already dropped by
+    // `strip_hop_by_hop(.., drop_forwarding = true)`.
     let keep_proto = peer.trusted && headers.contains_key(&xfp);
     let keep_host = peer.trusted && headers.contains_key(&xfh);
-    if !peer.trusted {
-        for name in FORWARDING {
-            headers.remove(*name);
-        }
-    }
     if chain.is_empty() {
         headers.insert(xff, peer.ip.clone());
     } else {
@@ -207,10 +202,7 @@ pub fn set_forwarding(headers: &mut HeaderMap, peer: &Peer<'_>) {
 /// Response side: hop-by-hop fields from the upstream are not the client's business, and
 /// forwarding headers the upstream echoes would reveal internal addresses (RFC 7239 8.2).
 pub fn strip_response(headers: &mut HeaderMap, keep_upgrade: bool) {
-    strip_hop_by_hop(headers, keep_upgrade);
-    for name in FORWARDING {
-        headers.remove(*name);
-    }
+    strip_hop_by_hop(headers, keep_upgrade, true);
 }
 
 #[cfg(test)]
@@ -240,7 +232,7 @@ mod tests {
             ("authorization", "Bearer t"),
             ("x-keep", "1"),
         ]);
-        strip_hop_by_hop(&mut h, false);
+        strip_hop_by_hop(&mut h, false, false);
         assert!(
             h.get("x-secret").is_none() && h.get("keep-alive").is_none() && h.get("te").is_none()
         );
@@ -270,6 +262,7 @@ mod tests {
             proto: "http",
             host: Some(&host),
         };
+        strip_hop_by_hop(&mut h, false, true);
         set_forwarding(&mut h, &peer);
         assert_eq!(h["x-forwarded-for"], "10.0.0.9");
         assert_eq!(h["x-forwarded-proto"], "http");
