@@ -30,6 +30,38 @@ pub enum StartError {
     Upstream(String),
 }
 
+/// One data-plane worker: a current-thread runtime serving `listener` until `drain` flips.
+fn run_worker(
+    worker: usize,
+    listener: std::net::TcpListener,
+    gateway: Arc<ArcSwap<Gateway>>,
+    mut drain: watch::Receiver<bool>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(worker, error = %e, "cannot start a worker runtime");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(worker, error = %e, "cannot register the listener");
+                return;
+            }
+        };
+        server::serve(listener, gateway, worker, async move {
+            let _ = drain.wait_for(|d| *d).await;
+        })
+        .await;
+    });
+}
+
 /// A bound, not yet running gateway.
 pub struct App {
     listener: TcpListener,
@@ -93,8 +125,10 @@ fn build_gateway(
         ),
     };
     // Upstreams may change with the file, so each snapshot has its own connection pools.
-    let forwarder =
-        Arc::new(Forwarder::new(&config.upstreams, metrics.clone()).map_err(StartError::Upstream)?);
+    let forwarder = Arc::new(
+        Forwarder::new(&config.upstreams, config.workers, metrics.clone())
+            .map_err(StartError::Upstream)?,
+    );
     Ok(Gateway::new(
         config,
         cache,
@@ -181,10 +215,44 @@ impl App {
         });
         self.ready.store(true, Ordering::Release);
         tracing::info!(addr = %self.listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "tokengate listening");
-        let data_plane = server::serve(self.listener, self.gateway.clone(), async move {
-            shutdown.await;
-        });
-        data_plane.await;
+        // The data plane: one OS thread per worker, each with its own single-threaded event
+        // loop accepting from the shared listening socket, as nginx workers do. A request then
+        // lives on one thread from accept to upstream response, with no work-stealing hand-offs.
+        let workers = self.gateway.load().config().workers.max(1);
+        let (drain_tx, drain_rx) = watch::channel(false);
+        let mut threads = Vec::with_capacity(workers);
+        match self.listener.into_std() {
+            Ok(listener) => {
+                for worker in 0..workers {
+                    let (gateway, drain) = (self.gateway.clone(), drain_rx.clone());
+                    let listener = match listener.try_clone() {
+                        Ok(l) => l,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot share the listening socket");
+                            break;
+                        }
+                    };
+                    let spawned = std::thread::Builder::new()
+                        .name(format!("tokengate-worker-{worker}"))
+                        .spawn(move || run_worker(worker, listener, gateway, drain));
+                    match spawned {
+                        Ok(handle) => threads.push(handle),
+                        Err(e) => tracing::error!(error = %e, "cannot start a worker thread"),
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot hand the listening socket to the workers")
+            }
+        }
+        shutdown.await;
+        let _ = drain_tx.send(true);
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        })
+        .await;
         self.ready.store(false, Ordering::Release);
         let _ = stop_tx.send(true);
         if let Some(task) = admin_task {

@@ -39,6 +39,8 @@ pub struct ConnectionInfo {
     pub client_cert: Option<Arc<ClientCertificate>>,
     /// The peer's IP address as a header value, rendered once per connection.
     pub peer_ip: http::HeaderValue,
+    /// The data-plane worker serving the connection (selects its upstream pools).
+    pub worker: usize,
 }
 
 impl ConnectionInfo {
@@ -46,6 +48,7 @@ impl ConnectionInfo {
         peer: SocketAddr,
         scheme: &'static str,
         client_cert: Option<Arc<ClientCertificate>>,
+        worker: usize,
     ) -> Self {
         let peer_ip = http::HeaderValue::from_str(&peer.ip().to_string())
             .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
@@ -54,6 +57,7 @@ impl ConnectionInfo {
             scheme,
             client_cert,
             peer_ip,
+            worker,
         }
     }
 }
@@ -344,7 +348,14 @@ impl Gateway {
         let upstream = &self.config.upstreams[route.upstream];
         Ok(self
             .forwarder
-            .send(route.upstream, upstream, &path, head, body)
+            .send(
+                connection.worker,
+                route.upstream,
+                upstream,
+                &path,
+                head,
+                body,
+            )
             .await?)
     }
 

@@ -31,13 +31,19 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<ArcSwap<Gateway>>,
+    worker: usize,
     shutdown: impl Future<Output = ()>,
 ) {
     // Drain: `stop` tells every connection to finish; each holds a clone of `open`, so
     // `closed.recv()` returns None once the last one is gone.
     let (stop, stopping) = watch::channel(false);
     let (open, mut closed) = mpsc::channel::<()>(1);
-    let max_connections = gateway.load().config().limits.max_connections;
+    // Each worker admits its share of the connection limit.
+    let (limit, workers) = {
+        let g = gateway.load();
+        (g.config().limits.max_connections, g.config().workers.max(1))
+    };
+    let max_connections = limit.div_ceil(workers).max(1);
     // Beyond the limit, connections are not accepted and wait in the kernel's listen backlog
     // (back-pressure rather than resets).
     let connections = Arc::new(Semaphore::new(max_connections));
@@ -80,7 +86,7 @@ pub async fn serve(
             let _permit = permit;
             match tls {
                 None => {
-                    let info = ConnectionInfo::new(peer, "http", None);
+                    let info = ConnectionInfo::new(peer, "http", None, worker);
                     serve_connection(stream, info, gateway, &builder, lifecycle).await;
                 }
                 Some(tls) => {
@@ -107,7 +113,7 @@ pub async fn serve(
                         .peer_certificates()
                         .and_then(|chain| chain.first())
                         .map(|leaf| Arc::new(ClientCertificate::from_der(leaf.as_ref())));
-                    let info = ConnectionInfo::new(peer, "https", client_cert);
+                    let info = ConnectionInfo::new(peer, "https", client_cert, worker);
                     serve_connection(stream, info, gateway, &builder, lifecycle).await;
                 }
             }

@@ -178,6 +178,17 @@ pub(super) fn compile(raw: FileConfig, _file: &str) -> Result<Config, ConfigErro
         tls,
         client_cert_header,
         limits: limits(&raw)?,
+        workers: match raw.workers.value {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n if n <= 256 => n as usize,
+            _ => {
+                return Err(err(
+                    "workers",
+                    &raw.workers,
+                    "must be between 0 (one per CPU) and 256",
+                ));
+            }
+        },
         upstreams,
         routes: RouteTable::new(routes),
     })

@@ -26,6 +26,9 @@ pub(crate) struct FileConfig {
     pub public_origin: Option<S<String>>,
     #[serde(default)]
     pub trusted_proxies: Vec<S<String>>,
+    /// Data-plane worker threads (one event loop each); 0 = one per CPU.
+    #[serde(default = "default_workers")]
+    pub workers: S<u64>,
     #[serde(default)]
     pub identity_headers: FileIdentityHeaders,
     #[serde(default)]
@@ -58,6 +61,10 @@ pub(crate) struct FileIntrospection {
     pub timeout_ms: S<u64>,
     #[serde(default)]
     pub cache: FileCache,
+}
+
+fn default_workers() -> S<u64> {
+    unspanned(0)
 }
 
 fn default_introspection_timeout_ms() -> S<u64> {

@@ -36,6 +36,8 @@ pub struct Config {
     /// Header carrying a client certificate forwarded by a trusted proxy.
     pub client_cert_header: Option<HeaderName>,
     pub trusted_proxies: Vec<IpNet>,
+    /// Data-plane worker threads, each with its own event loop and upstream connection pools.
+    pub workers: usize,
     pub identity_headers: IdentityHeaders,
     pub limits: Limits,
     pub upstreams: Vec<Upstream>,

@@ -41,17 +41,26 @@ pub enum ForwardError {
 type UpstreamClient = Client<HttpsConnector<HttpConnector>, LimitedBody>;
 
 pub struct Forwarder {
-    /// Indexed like the configuration's upstreams.
-    clients: Vec<UpstreamClient>,
+    /// `[worker][upstream]`: each data-plane worker has its own pools, so a request's upstream
+    /// connection lives on the same thread as the request (no cross-thread wake-ups).
+    clients: Vec<Vec<UpstreamClient>>,
     metrics: Arc<Metrics>,
 }
 
 impl Forwarder {
     /// Builds one client per upstream. Fails only when an https upstream has no usable roots.
-    pub fn new(upstreams: &[Upstream], metrics: Arc<Metrics>) -> Result<Self, String> {
-        let clients = upstreams
-            .iter()
-            .map(|u| client_for(u).map_err(|e| format!("upstream {}: {e}", u.name)))
+    pub fn new(
+        upstreams: &[Upstream],
+        workers: usize,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
+        let clients = (0..workers.max(1))
+            .map(|_| {
+                upstreams
+                    .iter()
+                    .map(|u| client_for(u).map_err(|e| format!("upstream {}: {e}", u.name)))
+                    .collect::<Result<Vec<_>, _>>()
+            })
             .collect::<Result<_, _>>()?;
         Ok(Self { clients, metrics })
     }
@@ -59,6 +68,7 @@ impl Forwarder {
     /// Sends the prepared request head and the client's body to `upstream`.
     pub async fn send(
         &self,
+        worker: usize,
         index: usize,
         upstream: &Upstream,
         path: &NormalizedPath,
@@ -67,7 +77,10 @@ impl Forwarder {
     ) -> Result<Response<Body>, ForwardError> {
         let uri =
             upstream_uri(upstream, path, head.uri.query()).ok_or(ForwardError::Unreachable)?;
-        let client = self.clients.get(index).ok_or(ForwardError::Unreachable)?;
+        let pools = self.clients.get(worker).or_else(|| self.clients.first());
+        let client = pools
+            .and_then(|p| p.get(index))
+            .ok_or(ForwardError::Unreachable)?;
         let client_upgrade = head.extensions.remove::<hyper::upgrade::OnUpgrade>();
         let is_upgrade = head.headers.contains_key(header::UPGRADE);
         head.uri = uri;
