@@ -73,19 +73,25 @@ async fn idle_http2_connection_gets_goaway_and_is_closed() {
 #[tokio::test]
 async fn a_busy_connection_is_not_idle() {
     let h = Harness::start_with(options()).await;
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(1)
-        .build()
-        .expect("client");
-    // Requests every 100 ms for a second: the same pooled connection keeps working.
-    for _ in 0..10 {
-        let r = client
-            .get(h.url("/public/x"))
-            .send()
+    // One raw socket, a request every 100 ms for a second (idle timeout 300 ms): every answer
+    // must come back on this same connection, which a wrongly closed one could not do.
+    let mut stream = TcpStream::connect(h.addr).await.expect("connect");
+    let mut buf = [0u8; 4096];
+    for i in 0..10 {
+        stream
+            .write_all(b"GET /public/x HTTP/1.1\r\nHost: t\r\n\r\n")
             .await
-            .expect("request");
-        assert_eq!(r.status(), 200);
+            .expect("write on the same connection");
+        let n = tokio::time::timeout(LIVENESS, stream.read(&mut buf))
+            .await
+            .expect("an answer within the liveness bound")
+            .expect("read");
+        assert!(n > 0, "request {i}: the connection was closed while busy");
+        assert!(
+            buf[..n].starts_with(b"HTTP/1.1 200"),
+            "request {i}: {}",
+            String::from_utf8_lossy(&buf[..n])
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(h.upstream_requests(), 10);
