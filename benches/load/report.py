@@ -6,7 +6,8 @@
   report.py table RESULTS_DIR       -> Markdown tables (medians over rounds) on stdout
 
 RESULTS_DIR holds results.tsv (one row per wrk run, written by run.sh), notes.tsv
-(scenario, key, value) and meta.tsv (key, value). Standard library only.
+(scenario, key, value), meta.tsv (key, value) and, after scenario (m), mem-samples.tsv
+(seconds, VmRSS kB, VmHWM kB). Standard library only.
 """
 
 import re
@@ -155,6 +156,7 @@ LABELS = {
     "tokengate-bearer": "tokengate, Bearer (one token)",
     "tokengate-dpop": "tokengate, DPoP (one bound token, fresh proof per request)",
     "tokengate-cold": "tokengate, fresh process, 10,000 unseen tokens",
+    "tokengate-soak": "tokengate, cached tokens cycled (memory soak)",
 }
 
 TITLES = {
@@ -163,7 +165,22 @@ TITLES = {
     "c": "(c) cold start: 10,000 distinct tokens against a freshly started tokengate",
     "d": "(d) DPoP: single-use proofs vs Bearer",
     "e": "(e) 24 MiB uploads streamed through the proxy",
+    "m": "(m) memory: many distinct tokens cached in a fresh tokengate, then a bounded load",
 }
+
+
+def mem_samples(results_dir):
+    """(seconds, VmRSS kB, VmHWM kB) rows sampled during the (m) soak."""
+    out = []
+    try:
+        with open(f"{results_dir}/mem-samples.tsv") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 3:
+                    out.append(tuple(int(x) for x in parts))
+    except (FileNotFoundError, ValueError):
+        pass
+    return out
 
 
 def table(results_dir):
@@ -171,6 +188,8 @@ def table(results_dir):
     scen_rows = OrderedDict()
     for r in rows:
         scen_rows.setdefault(r["scenario"], []).append(r)
+    if "m" in notes:  # (m) reports even if its soak never recorded a row
+        scen_rows.setdefault("m", [])
     w = sys.stdout.write
     rounds = max((r["round"] for r in rows), default=0)
     if meta:
@@ -216,6 +235,21 @@ def table(results_dir):
                   f"| {fmt_us(a['p99'])} | {a['non2xx']} | {a['errors']} "
                   f"| {ratio(a['mib_s'], base_plain)} | {ratio(a['mib_s'], base_direct)} "
                   f"| {cores(a['proxy_cores'])} | {usreq(per)} | {cores(a['other'])} |\n")
+        elif scen == "m":
+            if s:
+                w("| target | req/s | p50 | p99 | non-2xx | socket errors | proxy CPU (cores) | proxy CPU µs/req | other processes' CPU (cores) |\n")
+                w("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+                for t, a in s.items():
+                    w(f"| {LABELS.get(t, t)} | {fmt_rps(a['rps'])} | {fmt_us(a['p50'])} | {fmt_us(a['p99'])} "
+                      f"| {a['non2xx']} | {a['errors']} | {cores(a['proxy_cores'])} | {usreq(a['proxy_us_req'])} | {cores(a['other'])} |\n")
+                w("\n")
+            samples = mem_samples(results_dir)
+            if samples:
+                first = samples[0][1]
+                w("| soak time | VmRSS | vs first sample | VmHWM |\n")
+                w("|---:|---:|---:|---:|\n")
+                for secs, rss, hwm in samples:
+                    w(f"| {secs} s | {rss:,} kB ({rss / 1024:.1f} MiB) | {rss - first:+,} kB | {hwm:,} kB |\n")
         extra = notes.get(scen)
         if extra:
             w("\n")

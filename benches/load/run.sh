@@ -2,8 +2,9 @@
 # Load-test harness for tokengate: see benches/load/README.md.
 #
 #   bash benches/load/run.sh [--duration 10s] [--connections 32] [--rounds 3] [--smoke]
-#                            [--scenarios abcde] [--tokens 10000] [--upload-connections 4]
-#                            [--upload-mib 24] [--out FILE] [--keep] [--no-build]
+#                            [--scenarios abcdem] [--tokens 10000] [--upload-connections 4]
+#                            [--upload-mib 24] [--mem-tokens 100000] [--mem-soak 60s]
+#                            [--out FILE] [--keep] [--no-build]
 #
 # Starts on loopback, under a scratch directory removed on exit: an nginx upstream, nginx
 # plain, nginx+njs (auth_request + Authlete introspection), the Authlete emulator and
@@ -19,8 +20,10 @@ DURATION=10s
 CONNECTIONS=32
 ROUNDS=3
 SMOKE=0
-SCENARIOS=abcde
+SCENARIOS=abcdem
 NTOKENS=10000
+MEM_TOKENS=""                  # (m): tokens cached (default 100000; --smoke: 10000)
+MEM_SOAK=""                    # (m): bounded-load duration (default 60s; --smoke: 10s)
 UPLOAD_CONNECTIONS=4
 UPLOAD_MIB=24
 OUT=""
@@ -34,7 +37,7 @@ SERVICE_ID=1000000001
 SERVICE_TOKEN=emulator-service-token
 ARGS_GIVEN="$*"
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -46,6 +49,8 @@ while [ $# -gt 0 ]; do
         --tokens) NTOKENS=$2; shift 2 ;;
         --upload-connections) UPLOAD_CONNECTIONS=$2; shift 2 ;;
         --upload-mib) UPLOAD_MIB=$2; shift 2 ;;
+        --mem-tokens) MEM_TOKENS=$2; shift 2 ;;
+        --mem-soak) MEM_SOAK=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
         --no-build) BUILD=0; shift ;;
@@ -58,7 +63,11 @@ if [ "$SMOKE" = 1 ]; then
     DURATION=2s
     ROUNDS=1
     QUIET_WAIT=0
+    MEM_TOKENS=${MEM_TOKENS:-10000}
+    MEM_SOAK=${MEM_SOAK:-10s}
 fi
+MEM_TOKENS=${MEM_TOKENS:-100000}
+MEM_SOAK=${MEM_SOAK:-60s}
 
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -77,6 +86,9 @@ DUR_S=$(secs_of "$DURATION")
 [[ "$DUR_S" =~ ^[0-9]+$ && "$DUR_S" -ge 1 ]] || die "--duration must be whole seconds (e.g. 10s), got $DURATION"
 [[ "$ROUNDS" =~ ^[0-9]+$ && "$ROUNDS" -ge 1 ]] || die "--rounds must be >= 1"
 [[ "$CONNECTIONS" =~ ^[0-9]+$ && "$CONNECTIONS" -ge 1 ]] || die "--connections must be >= 1"
+[[ "$MEM_TOKENS" =~ ^[0-9]+$ && "$MEM_TOKENS" -ge 100 ]] || die "--mem-tokens must be >= 100"
+MEM_SOAK_S=$(secs_of "$MEM_SOAK")
+[[ "$MEM_SOAK_S" =~ ^[0-9]+$ && "$MEM_SOAK_S" -ge 2 ]] || die "--mem-soak must be whole seconds >= 2 (e.g. 60s), got $MEM_SOAK"
 
 # ---------------------------------------------------------------------------------------------
 # 1. Dependencies
@@ -402,25 +414,35 @@ $(nginx_common "$SCRATCH/nginx-njs")
 EOF
 )
 
-# Tokens: one warm token, $NTOKENS for (b), $NTOKENS never-seen ones for (c), one DPoP-bound.
+# Tokens: one warm token, $NTOKENS for (b), $NTOKENS never-seen ones for (c), one DPoP-bound,
+# and (only when (m) runs) $MEM_TOKENS for (m), made alike. The emulator preloads the first sets
+# from --tokens; the (m) set goes through POST /emulator/tokens (same spec, same insert), because
+# the emulator's YAML/JSON loader refuses files over 250,000 nodes (~20,000 tokens).
 log "scratch: $SCRATCH"
 DPOP_KEY=$SCRATCH/dpop.key
 DPOP_JKT=$("$TG" dpop-proof --key "$DPOP_KEY" --print-jkt)
 [ "$("$PY" "$HERE/gen_proofs.py" --key "$DPOP_KEY" --print-jkt)" = "$DPOP_JKT" ] \
     || die "gen_proofs.py and tokengate disagree on the key thumbprint"
-"$PY" - "$SCRATCH" "$NTOKENS" "$SCOPE" <<'EOF'
+MEM_GEN=0
+[[ "$SCENARIOS" == *m* ]] && MEM_GEN=$MEM_TOKENS
+"$PY" - "$SCRATCH" "$NTOKENS" "$SCOPE" "$MEM_GEN" <<'EOF'
 import json, secrets, sys
-scratch, n, scope = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+scratch, n, scope, n_mem = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 def spec(i, kind):
     return {"access_token": secrets.token_urlsafe(32), "subject": f"{kind}-{i}", "client_id": 1001,
             "scopes": [scope], "expires_in": 86400}
 sets = {"one": [spec(0, "one")], "many": [spec(i, "many") for i in range(n)],
         "cold": [spec(i, "cold") for i in range(n)]}
+if n_mem:
+    sets["mem"] = [spec(i, "mem") for i in range(n_mem)]
 everything = []
 for name, specs in sets.items():
     with open(f"{scratch}/tokens-{name}.txt", "w") as f:
         f.writelines(s["access_token"] + "\n" for s in specs)
-    everything += specs
+    if name == "mem":
+        json.dump(specs, open(f"{scratch}/emulator-tokens-mem.json", "w"))
+    else:
+        everything += specs
 json.dump(everything, open(f"{scratch}/emulator-tokens.json", "w"))
 EOF
 TOKEN=$(cat "$SCRATCH/tokens-one.txt")
@@ -447,7 +469,32 @@ DPOP_TOKEN=$(curl -sf -X POST -H 'Content-Type: application/json' \
     "$EMU/emulator/tokens" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 echo "$DPOP_TOKEN" >"$SCRATCH/tokens-dpop.txt"
 
-cat >"$SCRATCH/tokengate.yaml" <<EOF
+if [ "$MEM_GEN" != 0 ]; then
+    log "(m) creating $MEM_GEN tokens in the emulator (POST /emulator/tokens)"
+    "$PY" - "$L" "$P_EMU" "$SCRATCH/emulator-tokens-mem.json" <<'EOF' || die "could not create the (m) tokens in the emulator"
+import http.client, json, sys, threading
+host, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+specs = json.load(open(path))
+errors = []
+def post(chunk):
+    c = http.client.HTTPConnection(host, port, timeout=30)
+    for s in chunk:
+        c.request("POST", "/emulator/tokens", body=json.dumps(s), headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        body = r.read()
+        if r.status != 201 or json.loads(body)["access_token"] != s["access_token"]:
+            errors.append(f"{r.status} {body[:200]!r}")
+            return
+threads = [threading.Thread(target=post, args=(specs[i::4],)) for i in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+if errors:
+    sys.exit(f"POST /emulator/tokens: {errors[0]}")
+EOF
+fi
+
+write_tg_config() { # file max_entries
+    cat >"$1" <<EOF
 # Generated by benches/load/run.sh
 listen: "$L:$P_TG"
 admin_listen: "$L:$P_ADMIN"
@@ -459,7 +506,7 @@ introspection:
     access_token: "$SERVICE_TOKEN"
   timeout_ms: 2000
   cache:
-    max_entries: 100000
+    max_entries: $2
     max_ttl_secs: 300
     negative_ttl_secs: 5
 dpop:
@@ -476,13 +523,21 @@ routes:
     upstream: origin
     scopes: [$SCOPE]
 EOF
-"$TG" check --config "$SCRATCH/tokengate.yaml" >"$SCRATCH/tokengate-check.log" 2>&1 \
-    || { cat "$SCRATCH/tokengate-check.log" >&2; die "generated tokengate config is invalid"; }
+    "$TG" check --config "$1" >"$SCRATCH/tokengate-check.log" 2>&1 \
+        || { cat "$SCRATCH/tokengate-check.log" >&2; die "generated tokengate config $1 is invalid"; }
+}
+TG_CONFIG=$SCRATCH/tokengate.yaml
+write_tg_config "$TG_CONFIG" 100000
+# (m) caches $MEM_TOKENS tokens plus the warm-up one: 10 % headroom so that neither that token
+# nor moka's approximate size accounting evicts (or refuses to admit) any of them. For 100,000
+# tokens (110,000 entries) moka's frequency sketch is the same 1 MiB as for the default 100,000.
+MEM_MAX_ENTRIES=$((MEM_TOKENS + MEM_TOKENS / 10))
+if [ "$MEM_GEN" != 0 ]; then write_tg_config "$SCRATCH/tokengate-mem.yaml" "$MEM_MAX_ENTRIES"; fi
 
 TG_STARTS=0
 start_tokengate() {
     TG_STARTS=$((TG_STARTS + 1))
-    RUST_LOG=warn "$TG" run --config "$SCRATCH/tokengate.yaml" >>"$SCRATCH/tokengate.log" 2>&1 &
+    RUST_LOG=warn "$TG" run --config "$TG_CONFIG" >>"$SCRATCH/tokengate.log" 2>&1 &
     PID_TG=$!
     PIDS+=("$PID_TG")
     wait_port "$P_TG" "$PID_TG" tokengate
@@ -750,6 +805,160 @@ fi
 
 has e && log_note e
 
+# --- (m) memory ----------------------------------------------------------------------------------
+# (1) A fresh tokengate (cache sized for $MEM_TOKENS + 10 %) after one GET, then after one pass
+#     of $MEM_TOKENS never-seen tokens: VmRSS/VmHWM from /proc/<pid>/status, bytes per cached
+#     token, the emulator's introspection count (must be exactly $MEM_TOKENS), and a second pass
+#     over all of them (must cause 0 introspection calls: every token stayed cached).
+# (2) With them cached, wrk cycles through the first min(10,000, $MEM_TOKENS) for $MEM_SOAK_S s
+#     while VmRSS is sampled; growth from the 2nd sample interval to the end must be < 2 MiB or
+#     < 5 % (bounded memory under steady load).
+emu_calls() { curl -sf "$EMU/emulator/stats" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["introspection_calls"])'; }
+tg_requests() { # requests tokengate has answered (sum of tokengate_requests_total over its labels)
+    curl -sf "http://$L:$P_ADMIN/metrics" | awk '/^tokengate_requests_total[{ ]/ { s += $NF } END { printf "%d\n", s }'
+}
+tg_metric() { curl -sf "http://$L:$P_ADMIN/metrics" | awk -v m="$1" '$1 == m { printf "%d\n", $NF; exit }'; }
+kib() { awk -v k="$1" 'BEGIN { printf "%d kB (%.1f MiB)", k, k / 1024 }'; }
+# One pass over a token file: wrk (pinned, -t1, tokens.lua, $CONNECTIONS connections) runs until
+# tokengate has answered as many requests as the file has tokens, then gets SIGINT (on which wrk
+# stops, prints its summary and tokens.lua's LUA line). tokens.lua sends the tokens in file order,
+# so every token has then been sent once; a few dozen more requests repeat the first tokens.
+#   wrk_pass <name> <tokens file> <count>   -> $LAST_OUT; PASS_SECS
+wrk_pass() {
+    local name=$1 file=$2 n=$3 out="$RES/m-$1.txt" r0 t0 got start=$SECONDS
+    r0=$(tg_requests)
+    t0=$EPOCHREALTIME
+    TOKENS_FILE=$file taskset -c "$WRK_CPU" wrk -t1 -c"$CONNECTIONS" -d3600s --latency \
+        -s "$HERE/tokens.lua" "${BASE[tokengate]}$URL_PATH" >"$out" 2>&1 &
+    WRK_PID=$!
+    while :; do
+        got=$(tg_requests)
+        [ "$got" -ge $((r0 + n)) ] && break
+        kill -0 "$WRK_PID" 2>/dev/null || { cat "$out" >&2; die "(m) wrk ended during pass $name"; }
+        [ $((SECONDS - start)) -lt 1800 ] || die "(m) pass $name: only $((got - r0)) of $n requests answered in 30 min"
+        sleep 0.2
+    done
+    kill -INT "$WRK_PID"
+    wait "$WRK_PID" || { cat "$out" >&2; die "(m) wrk failed (pass $name)"; }
+    WRK_PID=""
+    LAST_OUT=$out
+    PASS_SECS=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+}
+# VmRSS/VmHWM of $PID_TG at the given offsets (s) from now: "offset<TAB>VmRSS<TAB>VmHWM" lines.
+mem_sampler() { # out offsets...
+    local out=$1 t0 off wait_us
+    shift
+    t0=${EPOCHREALTIME/./}
+    for off in "$@"; do
+        wait_us=$(( t0 + off * 1000000 - ${EPOCHREALTIME/./} ))
+        [ "$wait_us" -gt 0 ] && sleep "$((wait_us / 1000000)).$(printf '%06d' $((wait_us % 1000000)))"
+        printf '%s\t%s\t%s\n' "$off" "$(status_kb "$PID_TG" VmRSS)" "$(status_kb "$PID_TG" VmHWM)" >>"$out"
+    done
+}
+forget_pid() { # drop a reaped PID from the cleanup list
+    local keep=() p
+    for p in "${PIDS[@]}"; do [ "$p" != "$1" ] && keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}
+
+if has m; then
+    log_mark
+    MEM_FAIL=()
+    MEM_SOAK_TOKENS=$(( MEM_TOKENS < 10000 ? MEM_TOKENS : 10000 ))
+    log "(m) memory: fresh tokengate, $MEM_TOKENS never-seen tokens cached, then ${MEM_SOAK_S} s over $MEM_SOAK_TOKENS of them"
+    stop_tokengate
+    TG_CONFIG=$SCRATCH/tokengate-mem.yaml   # (m) is the last scenario: later restarts keep it
+    start_tokengate
+    note m "setup" "fresh tokengate, \`introspection.cache.max_entries: $MEM_MAX_ENTRIES\` ($MEM_TOKENS tokens + 10 %), max_ttl_secs 300; $MEM_TOKENS tokens created in the emulator with the same spec as the (c) tokens; wrk -t1 -c$CONNECTIONS, tokens.lua"
+    expect 200 "tokengate (memory config): warm-up GET" -H "Authorization: Bearer $TOKEN" "${BASE[tokengate]}$URL_PATH"
+    rss0=$(status_kb "$PID_TG" VmRSS)
+    hwm0=$(status_kb "$PID_TG" VmHWM)
+    note m "before: fresh process after one GET" "VmRSS $(kib "$rss0"), VmHWM $(kib "$hwm0")"
+
+    # (1) fill the cache: one pass over every token
+    calls0=$(emu_calls)
+    wrk_pass fill "$SCRATCH/tokens-mem.txt" "$MEM_TOKENS"
+    sleep 0.5
+    calls1=$(emu_calls)
+    hwm1=$(status_kb "$PID_TG" VmHWM)
+    rss1=$(status_kb "$PID_TG" VmRSS)
+    entries=$(tg_metric tokengate_token_cache_entries || true)
+    IFS=$'\t' read -r f_rps _ _ f_n2 f_err f_req _ _ _ < <("$PY" "$HERE/report.py" parse "$LAST_OUT")
+    f_distinct=$(lua_field distinct)
+    log "(m) fill pass: $f_distinct distinct tokens, $f_req requests in $PASS_SECS s; introspection calls $((calls1 - calls0)); VmHWM $hwm1 kB"
+    note m "fill pass" "$f_distinct distinct tokens sent ($f_req requests, $PASS_SECS s, ${f_rps%.*} req/s), non-2xx $f_n2, socket errors $f_err"
+    v=PASS
+    if [ "$f_distinct" != "$MEM_TOKENS" ] || [ $((calls1 - calls0)) != "$MEM_TOKENS" ] || [ "$f_n2" != 0 ]; then
+        v=FAIL; MEM_FAIL+=("fill pass")
+    fi
+    note m "introspection calls during the fill pass (emulator /emulator/stats)" "before $calls0, after $calls1: $((calls1 - calls0)) calls for $MEM_TOKENS tokens: $v"
+    [ -n "$entries" ] && note m "cache entries after the fill pass (\`tokengate_token_cache_entries\`, moka's count, may lag)" "$entries"
+    v=PASS
+    [ "$hwm1" -lt $((100 * 1024)) ] || { v=FAIL; MEM_FAIL+=("peak RSS"); }
+    note m "after: peak RSS with $MEM_TOKENS tokens cached (VmHWM)" "$(kib "$hwm1"): $v (target < 100 MiB); VmRSS now $(kib "$rss1")"
+    note m "bytes per cached token" "$(awk -v a="$hwm1" -v b="$rss0" -v n="$MEM_TOKENS" 'BEGIN { printf "%.0f", (a - b) * 1024 / n }') = (VmHWM after − VmRSS before) / $MEM_TOKENS; steady-state $(awk -v a="$rss1" -v b="$rss0" -v n="$MEM_TOKENS" 'BEGIN { printf "%.0f", (a - b) * 1024 / n }') = (VmRSS after − VmRSS before) / $MEM_TOKENS"
+
+    # second pass: everything must still be cached
+    calls2=$(emu_calls)
+    wrk_pass again "$SCRATCH/tokens-mem.txt" "$MEM_TOKENS"
+    sleep 0.5
+    calls3=$(emu_calls)
+    IFS=$'\t' read -r a_rps _ _ a_n2 a_err a_req _ _ _ < <("$PY" "$HERE/report.py" parse "$LAST_OUT")
+    a_distinct=$(lua_field distinct)
+    v=PASS
+    if [ "$a_distinct" != "$MEM_TOKENS" ] || [ "$calls3" != "$calls2" ] || [ "$a_n2" != 0 ]; then
+        v=FAIL; MEM_FAIL+=("second pass")
+    fi
+    log "(m) second pass: $a_distinct distinct tokens, $a_req requests in $PASS_SECS s; new introspection calls $((calls3 - calls2))"
+    note m "second pass over all $MEM_TOKENS tokens" "$a_distinct distinct tokens sent ($a_req requests, $PASS_SECS s, ${a_rps%.*} req/s, non-2xx $a_n2, socket errors $a_err); introspection calls $calls2 → $calls3: $((calls3 - calls2)) new: $v (must be 0)"
+
+    # (2) bounded load: $MEM_SOAK_TOKENS of the cached tokens for $MEM_SOAK_S s, VmRSS sampled
+    head -n "$MEM_SOAK_TOKENS" "$SCRATCH/tokens-mem.txt" >"$SCRATCH/tokens-mem-soak.txt"
+    step=$(( MEM_SOAK_S / 12 )); [ "$step" -ge 1 ] || step=1
+    offsets=()
+    for ((o = 0; o < MEM_SOAK_S; o += step)); do offsets+=("$o"); done
+    offsets+=("$MEM_SOAK_S")
+    base_off=$((2 * step))
+    : >"$RES/mem-samples.tsv"
+    calls4=$(emu_calls)
+    mem_sampler "$RES/mem-samples.tsv" "${offsets[@]}" &
+    SAMPLER_PID=$!
+    PIDS+=("$SAMPLER_PID")
+    # one second longer than the soak, so that the last sample is taken under load
+    TOKENS_FILE=$SCRATCH/tokens-mem-soak.txt SKIP_QUIET=1 wrk_run yes m tokengate-soak 1 "$((MEM_SOAK_S + 1))s" \
+        "$CONNECTIONS" "${BASE[tokengate]}$URL_PATH" -s "$HERE/tokens.lua"
+    wait "$SAMPLER_PID" || true
+    forget_pid "$SAMPLER_PID"
+    calls5=$(emu_calls)
+    log "(m) VmRSS samples (s, kB): $(cut -f1,2 "$RES/mem-samples.tsv" | tr '\t\n' ': ')"
+    r_base=$(awk -v o="$base_off" '$1 == o { print $2 }' "$RES/mem-samples.tsv")
+    r_end=$(awk -v o="$MEM_SOAK_S" '$1 == o { print $2 }' "$RES/mem-samples.tsv")
+    if [ -z "$r_base" ] || [ -z "$r_end" ]; then die "(m) missing VmRSS samples (see $RES/mem-samples.tsv)"; fi
+    growth=$((r_end - r_base))
+    g=$(awk -v g="$growth" -v b="$r_base" 'BEGIN {
+        pct = 100 * g / b
+        v = (g < 2048 || pct < 5) ? "PASS" : "FAIL"
+        why = (g < 2048) ? "below 2 MiB" : (pct < 5 ? "below 5 %" : "neither below 2 MiB nor below 5 %")
+        printf "%s\t%+d kB (%+.2f %%), %s", v, g, pct, why }')
+    v=${g%%$'\t'*}
+    [ "$v" = PASS ] || MEM_FAIL+=("soak growth")
+    note m "soak" "$MEM_SOAK_TOKENS of the cached tokens cycled for $MEM_SOAK_S s (wrk ran $((MEM_SOAK_S + 1)) s so the last sample is under load), VmRSS every $step s (table above)"
+    note m "VmRSS growth, ${base_off} s → ${MEM_SOAK_S} s sample" "$(kib "$r_base") → $(kib "$r_end"): ${g#*$'\t'}: $v (rule: growth < 2 MiB or < 5 % of the ${base_off} s sample)"
+    v=PASS
+    [ "$calls5" = "$calls4" ] || { v=FAIL; MEM_FAIL+=("soak introspection"); }
+    note m "introspection calls during the soak" "$((calls5 - calls4)): $v (must be 0)"
+    note m "VmHWM after the soak" "$(kib "$(status_kb "$PID_TG" VmHWM)")"
+    if [ ${#MEM_FAIL[@]} = 0 ]; then
+        note m "result" "PASS"
+        echo PASS >"$RES/mem-verdict"
+    else
+        note m "result" "FAIL: ${MEM_FAIL[*]}"
+        echo "FAIL: ${MEM_FAIL[*]}" >"$RES/mem-verdict"
+    fi
+fi
+
+has m && log_note m
+
 # ---------------------------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------------------------
@@ -780,7 +989,15 @@ if [ -n "$OUT" ]; then
     log "report written to $OUT"
 fi
 if [ "$KEEP" = 1 ]; then log "raw wrk outputs: $RES"; fi
+FAILED=0
 if [ -f "$RES/cold-verdict" ] && [ "$(cat "$RES/cold-verdict")" != PASS ]; then
     log "cold-start check FAILED"
+    FAILED=1
+fi
+if [ -f "$RES/mem-verdict" ] && [ "$(cat "$RES/mem-verdict")" != PASS ]; then
+    log "memory check $(cat "$RES/mem-verdict")"
+    FAILED=1
+fi
+if [ "$FAILED" = 1 ]; then
     exit 1
 fi
