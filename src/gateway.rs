@@ -542,8 +542,8 @@ impl Gateway {
             path = exchange.path.as_ref().map(NormalizedPath::as_str).unwrap_or("-"),
             status = response.status().as_u16(),
             outcome = exchange.outcome,
-            subject = grant.and_then(|g| g.subject.as_deref()).unwrap_or("-"),
-            client_id = grant.and_then(|g| g.client_id.as_deref()).unwrap_or("-"),
+            subject = grant.and_then(Grant::subject).unwrap_or("-"),
+            client_id = grant.and_then(Grant::client_id).unwrap_or("-"),
             latency_ms = elapsed.as_secs_f64() * 1000.0,
         );
     }

@@ -13,5 +13,5 @@ mod token_hash;
 pub use cache::{CacheSettings, Source, TokenCache, Verdict, positive_ttl};
 pub use credential::{AccessToken, Credential, CredentialError, Scheme};
 pub use error::AuthError;
-pub use grant::{Binding, Grant, IdentityValues};
+pub use grant::{Binding, Grant};
 pub use token_hash::TokenHash;

@@ -139,15 +139,13 @@ pub fn strip_identity(headers: &mut HeaderMap, identity: &IdentityHeaders) {
 
 /// Sets the identity headers from a grant.
 pub fn add_identity(headers: &mut HeaderMap, identity: &IdentityHeaders, grant: &Grant) {
-    if let Some(v) = &grant.identity.subject {
+    if let Some(v) = grant.subject_value() {
         headers.insert(identity.subject.clone(), v.clone());
     }
-    if let Some(v) = &grant.identity.client_id {
+    if let Some(v) = grant.client_id_value() {
         headers.insert(identity.client_id.clone(), v.clone());
     }
-    if let Some(v) = &grant.identity.scopes {
-        headers.insert(identity.scopes.clone(), v.clone());
-    }
+    headers.insert(identity.scopes.clone(), grant.scopes_value().clone());
 }
 
 /// What the gateway knows about the client connection.
