@@ -1,4 +1,5 @@
-//! Forwarding: one pooled hyper client per upstream (plain or TLS via rustls; HTTP/2 when an
+//! Forwarding: per worker and upstream, a keep-alive pool of HTTP/1.1 connections for plain http
+//! upstreams (`pool.rs`), or hyper-util's pooled client for TLS via rustls and HTTP/2 (when an
 //! https upstream offers it in ALPN, or always with `http2: true`); bodies stream both ways and
 //! are never buffered whole; the path sent is the `NormalizedPath` that routing matched.
 //! Upstream faults are the upstream's: unreachable is 502, slow (no response head within the
@@ -7,10 +8,11 @@
 
 pub mod headers;
 mod limit;
+mod pool;
 
 pub use limit::{BodyTooLarge, LimitedBody};
 
-use crate::body::Body;
+use crate::body::{Body, BoxError};
 use crate::config::Upstream;
 use crate::metrics::{Metrics, status_class};
 use crate::path::NormalizedPath;
@@ -38,7 +40,14 @@ pub enum ForwardError {
     ClientBody,
 }
 
-type UpstreamClient = Client<HttpsConnector<HttpConnector>, LimitedBody>;
+type LegacyClient = Client<HttpsConnector<HttpConnector>, LimitedBody>;
+
+/// How one worker reaches one upstream: plain HTTP/1.1 through its own keep-alive pool (the
+/// common, hot case), HTTPS or HTTP/2 through hyper-util's client.
+enum UpstreamClient {
+    Http1(Arc<pool::Http1Pool>),
+    Legacy(Box<LegacyClient>),
+}
 
 pub struct Forwarder {
     /// `[worker][upstream]`: each data-plane worker has its own pools, so a request's upstream
@@ -75,15 +84,12 @@ impl Forwarder {
         mut head: Parts,
         body: LimitedBody,
     ) -> Result<Response<Body>, ForwardError> {
-        let uri =
-            upstream_uri(upstream, path, head.uri.query()).ok_or(ForwardError::Unreachable)?;
         let pools = self.clients.get(worker).or_else(|| self.clients.first());
         let client = pools
             .and_then(|p| p.get(index))
             .ok_or(ForwardError::Unreachable)?;
         let client_upgrade = head.extensions.remove::<hyper::upgrade::OnUpgrade>();
         let is_upgrade = head.headers.contains_key(header::UPGRADE);
-        head.uri = uri;
         // The gateway speaks its own protocol to the upstream whatever the client used
         // (RFC 9112 section 2.3): HTTP/1.1, or HTTP/2 when configured or negotiated.
         head.version = if upstream.http2 {
@@ -91,13 +97,33 @@ impl Forwarder {
         } else {
             Version::HTTP_11
         };
-        let request = Request::from_parts(head, body);
-        let response = match tokio::time::timeout(upstream.timeout, client.request(request)).await {
-            Err(_) => return Err(ForwardError::Timeout),
-            Ok(Err(e)) if limit::caused_by::<BodyTooLarge>(&e) => {
+        let query = head.uri.query();
+        let sent: Result<Result<Response<Body>, BoxError>, _> = match client {
+            UpstreamClient::Http1(pool) => {
+                head.uri = origin_form(upstream, path, query).ok_or(ForwardError::Unreachable)?;
+                if !head.headers.contains_key(header::HOST) {
+                    // An HTTP/1.0 request without Host: name the upstream, as a client would.
+                    if let Ok(host) = HeaderValue::from_str(upstream.authority.as_str()) {
+                        head.headers.insert(header::HOST, host);
+                    }
+                }
+                let request = Request::from_parts(head, body);
+                let send = async { pool.send(request).await.map(boxed).map_err(Into::into) };
+                tokio::time::timeout(upstream.timeout, send).await
+            }
+            UpstreamClient::Legacy(client) => {
+                head.uri = upstream_uri(upstream, path, query).ok_or(ForwardError::Unreachable)?;
+                let request = Request::from_parts(head, body);
+                let send = async { client.request(request).await.map(boxed).map_err(Into::into) };
+                tokio::time::timeout(upstream.timeout, send).await
+            }
+        };
+        let response = match sent {
+            Err(_elapsed) => return Err(ForwardError::Timeout),
+            Ok(Err(e)) if limit::caused_by::<BodyTooLarge>(&*e) => {
                 return Err(ForwardError::BodyTooLarge);
             }
-            Ok(Err(e)) if limit::caused_by::<limit::ClientBodyError>(&e) => {
+            Ok(Err(e)) if limit::caused_by::<limit::ClientBodyError>(&*e) => {
                 return Err(ForwardError::ClientBody);
             }
             Ok(Err(e)) => {
@@ -119,14 +145,16 @@ impl Forwarder {
             }
         }
         headers::strip_response(&mut parts.headers, switching);
-        Ok(Response::from_parts(
-            parts,
-            body.map_err(Into::into).boxed(),
-        ))
+        Ok(Response::from_parts(parts, body))
     }
 }
 
 fn client_for(upstream: &Upstream) -> Result<UpstreamClient, String> {
+    if upstream.scheme == http::uri::Scheme::HTTP && !upstream.http2 {
+        let port = upstream.authority.port_u16().unwrap_or(80);
+        let address = format!("{}:{port}", upstream.authority.host());
+        return Ok(UpstreamClient::Http1(pool::Http1Pool::new(address)));
+    }
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
     http.set_connect_timeout(Some(Duration::from_secs(5)));
@@ -154,11 +182,21 @@ fn client_for(upstream: &Upstream) -> Result<UpstreamClient, String> {
             .enable_all_versions()
             .wrap_connector(http)
     };
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(1024)
-        .http2_only(upstream.http2)
-        .build(connector))
+    Ok(UpstreamClient::Legacy(Box::new(
+        Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(1024)
+            .http2_only(upstream.http2)
+            .build(connector),
+    )))
+}
+
+fn boxed<B>(response: Response<B>) -> Response<Body>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    response.map(|body| body.map_err(Into::into).boxed())
 }
 
 /// Joins both upgraded connections (WebSocket and other `Upgrade` protocols).
@@ -171,7 +209,22 @@ async fn splice(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
     let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
 }
 
+/// The absolute URI the legacy client wants (it picks the connection from it).
 fn upstream_uri(upstream: &Upstream, path: &NormalizedPath, query: Option<&str>) -> Option<Uri> {
+    Uri::builder()
+        .scheme(upstream.scheme.clone())
+        .authority(upstream.authority.clone())
+        .path_and_query(request_target(upstream, path, query))
+        .build()
+        .ok()
+}
+
+/// The origin-form request target (RFC 9112 section 3.2.1) sent on a pooled connection.
+fn origin_form(upstream: &Upstream, path: &NormalizedPath, query: Option<&str>) -> Option<Uri> {
+    Uri::from_maybe_shared(request_target(upstream, path, query)).ok()
+}
+
+fn request_target(upstream: &Upstream, path: &NormalizedPath, query: Option<&str>) -> String {
     let mut target = String::with_capacity(
         upstream.base_path.len() + path.as_str().len() + query.map_or(0, |q| q.len() + 1),
     );
@@ -181,12 +234,7 @@ fn upstream_uri(upstream: &Upstream, path: &NormalizedPath, query: Option<&str>)
         target.push('?');
         target.push_str(q);
     }
-    Uri::builder()
-        .scheme(upstream.scheme.clone())
-        .authority(upstream.authority.clone())
-        .path_and_query(target)
-        .build()
-        .ok()
+    target
 }
 
 /// Sets `Host` to the host the request was routed on, so that the upstream sees the same

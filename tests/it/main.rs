@@ -16,3 +16,4 @@ mod smoke;
 mod support;
 mod threats;
 mod tls;
+mod upstream_pool;
