@@ -110,7 +110,7 @@ fn cache(c: &mut Criterion) {
     rt.block_on(async {
         let g = grant.clone();
         let _ = cache
-            .get_or_introspect(key, async move { Ok(Verdict::Active(g)) })
+            .get_or_introspect(key, || async move { Ok(Verdict::Active(g)) })
             .await;
     });
     let mut g = c.benchmark_group("token_cache");
@@ -119,7 +119,7 @@ fn cache(c: &mut Criterion) {
             rt.block_on(async {
                 let key = TokenHash::for_backend(b"authlete:bench", black_box(token));
                 let (r, _) = cache
-                    .get_or_introspect(key, async { unreachable!("warm cache") })
+                    .get_or_introspect(key, || async { unreachable!("warm cache") })
                     .await;
                 r.expect("hit")
             })

@@ -374,10 +374,9 @@ impl Gateway {
             // forwarding and never raises trust).
             exchange.presented = Some(Scheme::Bearer);
             let grant = self
-                .lookup(
-                    key,
-                    self.introspector.introspect(&credential.token, cert_pem),
-                )
+                .lookup(key, || {
+                    self.introspector.introspect(&credential.token, cert_pem)
+                })
                 .await?;
             if grant.binding != Binding::None {
                 // RFC 9449 section 7.2: a DPoP-bound token presented as Bearer is refused,
@@ -419,10 +418,9 @@ impl Gateway {
             .map_err(AuthError::DpopProof)?;
         // What the token is (and whether it is bound) is a property of the token alone: cached.
         let grant = self
-            .lookup(
-                key,
-                self.introspector.introspect(&credential.token, cert_pem),
-            )
+            .lookup(key, || {
+                self.introspector.introspect(&credential.token, cert_pem)
+            })
             .await?;
         check_certificate(&grant, request.client_cert)?;
         let nonce_mode = verifier.settings().nonce == NonceMode::Authlete;
@@ -445,10 +443,13 @@ impl Gateway {
             htu: &htu,
             nonce_required: nonce_mode,
         };
-        let (verdict, nonce) = self
-            .introspector
-            .introspect_proof(&credential.token, &presented_proof, cert_pem)
-            .await;
+        // Boxed: a rare path whose (large) future should not size every request's.
+        let (verdict, nonce) = Box::pin(self.introspector.introspect_proof(
+            &credential.token,
+            &presented_proof,
+            cert_pem,
+        ))
+        .await;
         exchange.dpop_nonce = nonce;
         match verdict? {
             Verdict::Active(accepted)
@@ -470,10 +471,10 @@ impl Gateway {
     }
 
     /// A cache lookup that counts hits and misses.
-    async fn lookup(
+    async fn lookup<Fut: Future<Output = Result<Verdict, AuthError>>>(
         &self,
         key: TokenHash,
-        introspect: impl Future<Output = Result<Verdict, AuthError>>,
+        introspect: impl FnOnce() -> Fut,
     ) -> Result<Arc<Grant>, Rejection> {
         let (result, source) = self.cache.get_or_introspect(key, introspect).await;
         match source {

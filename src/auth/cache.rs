@@ -95,13 +95,18 @@ impl TokenCache {
 
     /// Returns the token's grant from the cache, or runs `introspect` (once for all concurrent
     /// callers with the same hash) and caches what it may.
-    pub async fn get_or_introspect<F>(
+    ///
+    /// `introspect` makes the introspection future only on a miss, and that path is boxed: an
+    /// introspection future (an HTTP client call) is kilobytes, and an unboxed one would make
+    /// every request's future that large, cache hits included.
+    pub async fn get_or_introspect<F, Fut>(
         &self,
         key: TokenHash,
         introspect: F,
     ) -> (Result<Arc<Grant>, AuthError>, Source)
     where
-        F: Future<Output = Result<Verdict, AuthError>>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Verdict, AuthError>>,
     {
         if let Some(hit) = self.positive.get(&key).await {
             return (Ok(hit.grant), Source::Cache);
@@ -109,6 +114,14 @@ impl TokenCache {
         if let Some(error) = self.negative.get(&key).await {
             return (Err(error), Source::Cache);
         }
+        Box::pin(self.introspect_and_cache(key, introspect())).await
+    }
+
+    async fn introspect_and_cache(
+        &self,
+        key: TokenHash,
+        introspect: impl Future<Output = Result<Verdict, AuthError>>,
+    ) -> (Result<Arc<Grant>, AuthError>, Source) {
         let negative = &self.negative;
         let max_ttl = self.max_ttl;
         let result = self
@@ -190,11 +203,11 @@ mod tests {
         let cache = TokenCache::new(&settings());
         let key = TokenHash::of("t");
         let (r, _) = cache
-            .get_or_introspect(key, async { Err(AuthError::Unavailable("down")) })
+            .get_or_introspect(key, || async { Err(AuthError::Unavailable("down")) })
             .await;
         assert!(matches!(r, Err(AuthError::Unavailable(_))));
         let (r, src) = cache
-            .get_or_introspect(key, async {
+            .get_or_introspect(key, || async {
                 Ok(Verdict::Refused {
                     error: AuthError::InvalidToken,
                     remember: true,
@@ -203,7 +216,7 @@ mod tests {
             .await;
         assert!(matches!(r, Err(AuthError::InvalidToken)) && src == Source::Introspection);
         let (r, src) = cache
-            .get_or_introspect(key, async { Err(AuthError::Unavailable("unused")) })
+            .get_or_introspect(key, || async { Err(AuthError::Unavailable("unused")) })
             .await;
         assert!(matches!(r, Err(AuthError::InvalidToken)) && src == Source::Cache);
     }
@@ -213,7 +226,7 @@ mod tests {
         let cache = TokenCache::new(&settings());
         let key = TokenHash::of("bound");
         let (r, _) = cache
-            .get_or_introspect(key, async {
+            .get_or_introspect(key, || async {
                 Ok(Verdict::Refused {
                     error: AuthError::BindingRequired,
                     remember: false,
@@ -223,7 +236,7 @@ mod tests {
         assert!(matches!(r, Err(AuthError::BindingRequired)));
         let grant = Arc::new(Grant::new(Some("s".into()), None, vec![], None));
         let (r, src) = cache
-            .get_or_introspect(key, async { Ok(Verdict::Active(grant)) })
+            .get_or_introspect(key, || async { Ok(Verdict::Active(grant)) })
             .await;
         assert!(r.is_ok() && src == Source::Introspection);
     }
