@@ -161,8 +161,7 @@ fn header_preparation(c: &mut Criterion) {
     g.bench_function("prepare", |b| {
         b.iter(|| {
             let mut h = request.clone();
-            headers::strip_hop_by_hop(&mut h, false, true);
-            headers::strip_identity(&mut h, &config.identity_headers);
+            headers::strip_hop_by_hop(&mut h, false, true, Some(&config.identity_headers));
             h.remove(http::header::AUTHORIZATION);
             let peer = headers::Peer {
                 ip: &ip,

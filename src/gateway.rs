@@ -264,8 +264,12 @@ impl Gateway {
             .trusted_proxies
             .iter()
             .any(|net| net.contains(&connection.peer.ip()));
-        headers::strip_hop_by_hop(&mut head.headers, is_upgrade, !trusted);
-        headers::strip_identity(&mut head.headers, &self.config.identity_headers);
+        headers::strip_hop_by_hop(
+            &mut head.headers,
+            is_upgrade,
+            !trusted,
+            Some(&self.config.identity_headers),
+        );
         // The client certificate: from this connection's handshake, or, only from a trusted
         // TLS-terminating proxy, from the configured header (which never reaches the upstream).
         let forwarded_cert = self

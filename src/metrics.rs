@@ -131,13 +131,16 @@ impl Default for Metrics {
     }
 }
 
-/// `2xx`, `4xx`… for `upstream_responses_total`.
-pub fn status_class(status: u16) -> &'static str {
+/// The `class` label values of `upstream_responses_total`.
+pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// The index in `STATUS_CLASSES` of a status code's class.
+pub fn status_class_index(status: u16) -> usize {
     match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        _ => 4,
     }
 }

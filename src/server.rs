@@ -172,7 +172,8 @@ async fn serve_connection<S>(
         async move { Ok::<_, Infallible>(gateway.handle(request, info).await) }
     });
     let activity = Activity::new();
-    let io = TokioIo::new(IdleIo::new(stream, activity.clone()));
+    let mut idle = activity.watch();
+    let io = TokioIo::new(IdleIo::new(stream, activity));
     let conn = builder.serve_connection_with_upgrades(io, service);
     let mut conn = std::pin::pin!(conn);
     // Idleness is checked a few times per timeout; graceful shutdown lets a request in flight
@@ -198,7 +199,7 @@ async fn serve_connection<S>(
                 }
             }
             () = tokio::time::sleep(check_every), if !closing => {
-                if activity.idle_for() >= lifecycle.idle_timeout {
+                if idle.idle_for() >= lifecycle.idle_timeout {
                     tracing::debug!(peer = %peer, "closing an idle connection");
                     closing = true;
                     conn.as_mut().graceful_shutdown();
@@ -208,7 +209,7 @@ async fn serve_connection<S>(
             // An HTTP/2 client that ignores GOAWAY (and its PING) would keep the connection
             // open; after another idle period it is dropped.
             () = tokio::time::sleep_until(idle_close.unwrap_or_else(tokio::time::Instant::now)), if idle_close.is_some() => {
-                if activity.idle_for() >= lifecycle.idle_timeout {
+                if idle.idle_for() >= lifecycle.idle_timeout {
                     return;
                 }
                 idle_close = Some(tokio::time::Instant::now() + lifecycle.idle_timeout);

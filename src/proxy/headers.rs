@@ -12,6 +12,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 const KEEP_ALIVE: &str = "keep-alive";
 const PROXY_CONNECTION: &str = "proxy-connection";
+const CLOSE: HeaderName = HeaderName::from_static("close");
 
 /// Headers that describe the client to the upstream; from an untrusted peer they are lies.
 const FORWARDING: &[&str] = &[
@@ -48,19 +49,34 @@ const OVERRIDES: &[&str] = &[
 ];
 
 /// Removes, in one pass over the header names, hop-by-hop fields (the fixed set and those named
-/// in `Connection`), `Proxy`, path and method overrides, names containing `_`, and, when
-/// `drop_forwarding` is set (an untrusted peer, or any response), every forwarding header.
-/// When `keep_upgrade` is set (a WebSocket handshake), `Connection: upgrade` and `Upgrade`
-/// survive so the upstream sees the handshake.
+/// in `Connection`), `Proxy`, path and method overrides, names containing `_`, the `identity`
+/// headers when given (a client may not send them), and, when `drop_forwarding` is set (an
+/// untrusted peer, or any response), every forwarding header. When `keep_upgrade` is set (a
+/// WebSocket handshake), `Connection: upgrade` and `Upgrade` survive so the upstream sees the
+/// handshake.
 ///
 /// Hand-written as a single scan: matching each present name against the lists costs far less
 /// than ~40 `HeaderMap::remove` calls by name, which profiling showed on every request.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool, drop_forwarding: bool) {
+pub fn strip_hop_by_hop(
+    headers: &mut HeaderMap,
+    keep_upgrade: bool,
+    drop_forwarding: bool,
+    identity: Option<&IdentityHeaders>,
+) {
     let mut listed: Vec<HeaderName> = Vec::new();
     for value in headers.get_all(header::CONNECTION) {
         let Ok(value) = value.to_str() else { continue };
-        for name in value.split(',') {
-            if let Ok(name) = HeaderName::from_bytes(name.trim().as_bytes())
+        for name in value.split(',').map(str::trim) {
+            // The common tokens: `keep-alive` is removed anyway, `close` names no field worth
+            // parsing a name for (a field literally named `close` still goes).
+            if name.eq_ignore_ascii_case(KEEP_ALIVE) {
+                continue;
+            }
+            if name.eq_ignore_ascii_case("close") {
+                listed.push(CLOSE);
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(name.as_bytes())
                 && !is_protected(&name)
                 && !(keep_upgrade && name == header::UPGRADE)
             {
@@ -68,6 +84,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool, drop_forwar
             }
         }
     }
+    let is_identity = |name: &HeaderName| {
+        identity.is_some_and(|i| *name == i.subject || *name == i.client_id || *name == i.scopes)
+    };
     let mut doomed: Vec<HeaderName> = Vec::new();
     for name in headers.keys() {
         let n = name.as_str();
@@ -89,6 +108,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool, drop_forwar
                 OVERRIDES.contains(&n)
                     || (drop_forwarding && FORWARDING.contains(&n))
                     || listed.contains(name)
+                    || is_identity(name)
             }
         };
         if remove {
@@ -128,13 +148,6 @@ fn is_protected(name: &HeaderName) -> bool {
         || name == header::CONTENT_LENGTH
         || name == header::AUTHORIZATION
         || name.as_str() == "dpop"
-}
-
-/// Removes every client-sent copy of the identity headers (on every route, public ones too).
-pub fn strip_identity(headers: &mut HeaderMap, identity: &IdentityHeaders) {
-    headers.remove(&identity.subject);
-    headers.remove(&identity.client_id);
-    headers.remove(&identity.scopes);
 }
 
 /// Sets the identity headers from a grant.
@@ -200,7 +213,7 @@ pub fn set_forwarding(headers: &mut HeaderMap, peer: &Peer<'_>) {
 /// Response side: hop-by-hop fields from the upstream are not the client's business, and
 /// forwarding headers the upstream echoes would reveal internal addresses (RFC 7239 8.2).
 pub fn strip_response(headers: &mut HeaderMap, keep_upgrade: bool) {
-    strip_hop_by_hop(headers, keep_upgrade, true);
+    strip_hop_by_hop(headers, keep_upgrade, true, None);
 }
 
 #[cfg(test)]
@@ -221,8 +234,12 @@ mod tests {
     #[test]
     fn connection_listed_and_fixed_hop_by_hop_are_removed() {
         let mut h = map(&[
-            ("connection", "close, x-secret, host, authorization"),
+            (
+                "connection",
+                "close, x-secret, Keep-Alive, host, authorization",
+            ),
             ("x-secret", "1"),
+            ("close", "1"),
             ("keep-alive", "timeout=5"),
             ("te", "trailers"),
             ("proxy-authorization", "Bearer t"),
@@ -230,16 +247,39 @@ mod tests {
             ("authorization", "Bearer t"),
             ("x-keep", "1"),
         ]);
-        strip_hop_by_hop(&mut h, false, false);
+        strip_hop_by_hop(&mut h, false, false, None);
         assert!(
             h.get("x-secret").is_none() && h.get("keep-alive").is_none() && h.get("te").is_none()
         );
         assert!(h.get("connection").is_none() && h.get("proxy-authorization").is_none());
+        assert!(h.get("close").is_none());
         assert!(
             h.get("host").is_some()
                 && h.get("authorization").is_some()
                 && h.get("x-keep").is_some()
         );
+    }
+
+    #[test]
+    fn client_sent_identity_headers_are_removed_in_the_same_scan() {
+        let identity = IdentityHeaders {
+            subject: HeaderName::from_static("x-auth-subject"),
+            client_id: HeaderName::from_static("x-auth-client-id"),
+            scopes: HeaderName::from_static("x-auth-scopes"),
+        };
+        let mut h = map(&[
+            ("x-auth-subject", "admin"),
+            ("x-auth-subject", "root"),
+            ("x-auth-client-id", "c"),
+            ("x-auth-scopes", "all"),
+            ("x-other", "1"),
+        ]);
+        strip_hop_by_hop(&mut h, false, false, Some(&identity));
+        assert!(h.get("x-auth-subject").is_none() && h.get("x-auth-client-id").is_none());
+        assert!(h.get("x-auth-scopes").is_none() && h.get("x-other").is_some());
+        let mut response = map(&[("x-auth-subject", "kept")]);
+        strip_hop_by_hop(&mut response, false, false, None);
+        assert!(response.get("x-auth-subject").is_some());
     }
 
     #[test]
@@ -260,7 +300,7 @@ mod tests {
             proto: "http",
             host: Some(&host),
         };
-        strip_hop_by_hop(&mut h, false, true);
+        strip_hop_by_hop(&mut h, false, true, None);
         set_forwarding(&mut h, &peer);
         assert_eq!(h["x-forwarded-for"], "10.0.0.9");
         assert_eq!(h["x-forwarded-proto"], "http");

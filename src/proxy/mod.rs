@@ -14,7 +14,7 @@ pub use limit::{BodyTooLarge, LimitedBody};
 
 use crate::body::{Body, BoxError};
 use crate::config::Upstream;
-use crate::metrics::{Metrics, status_class};
+use crate::metrics::{Metrics, STATUS_CLASSES, status_class_index};
 use crate::path::NormalizedPath;
 use http::request::Parts;
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
@@ -23,6 +23,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use prometheus::IntCounter;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,7 +54,8 @@ pub struct Forwarder {
     /// `[worker][upstream]`: each data-plane worker has its own pools, so a request's upstream
     /// connection lives on the same thread as the request (no cross-thread wake-ups).
     clients: Vec<Vec<UpstreamClient>>,
-    metrics: Arc<Metrics>,
+    /// `[upstream][status class]`, resolved once so that a response costs no label lookup.
+    responses: Vec<[IntCounter; 5]>,
 }
 
 impl Forwarder {
@@ -71,7 +73,17 @@ impl Forwarder {
                     .collect::<Result<Vec<_>, _>>()
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self { clients, metrics })
+        let responses = upstreams
+            .iter()
+            .map(|u| {
+                STATUS_CLASSES.map(|class| {
+                    metrics
+                        .upstream_responses_total
+                        .with_label_values(&[u.name.as_str(), class])
+                })
+            })
+            .collect();
+        Ok(Self { clients, responses })
     }
 
     /// Sends the prepared request head and the client's body to `upstream`.
@@ -133,10 +145,9 @@ impl Forwarder {
             Ok(Ok(response)) => response,
         };
         let (mut parts, body) = response.into_parts();
-        self.metrics
-            .upstream_responses_total
-            .with_label_values(&[upstream.name.as_str(), status_class(parts.status.as_u16())])
-            .inc();
+        if let Some(counters) = self.responses.get(index) {
+            counters[status_class_index(parts.status.as_u16())].inc();
+        }
         let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS && is_upgrade;
         if switching {
             let upstream_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
