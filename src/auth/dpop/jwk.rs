@@ -201,30 +201,84 @@ impl CheckedJwk {
     }
 }
 
-/// Parsed keys by (algorithm, thumbprint). Bounded; a miss only costs a parse.
+/// The members [`check`] reads besides the private ones: its verdict is a function of these
+/// texts and the algorithm alone, when each is absent or a string and no private member is.
+const KEY_MEMBERS: [&str; 6] = ["kty", "crv", "x", "y", "n", "e"];
+
+/// A key that passed [`check`] and was parsed, with the member texts it was made from.
+pub struct CachedKey {
+    alg: Alg,
+    members: [Option<Box<str>>; 6],
+    /// RFC 7638 thumbprint.
+    pub thumbprint: String,
+    pub key: Arc<ParsedPublicKey>,
+}
+
+/// Checked and parsed keys, by a keyed hash of (algorithm, member texts), so that a client's
+/// next proof skips base64 decoding, the thumbprint hash and the key parse. A hit is compared
+/// member by member with the entry, never trusted on the hash alone. Bounded; a miss only
+/// costs a check and a parse.
 pub struct KeyCache {
-    keys: moka::sync::Cache<(Alg, String), Arc<ParsedPublicKey>>,
+    keyer: std::hash::RandomState,
+    keys: moka::sync::Cache<u64, Arc<CachedKey>>,
 }
 
 impl KeyCache {
     pub fn new(capacity: u64) -> Self {
         Self {
+            keyer: std::hash::RandomState::new(),
             keys: moka::sync::Cache::builder().max_capacity(capacity).build(),
         }
     }
 
-    pub fn get_or_parse(
+    /// [`check`] then [`CheckedJwk::parse`], through the cache.
+    pub fn get_or_check(
         &self,
         alg: Alg,
-        jwk: &CheckedJwk,
-    ) -> Result<Arc<ParsedPublicKey>, KeyError> {
-        let key = (alg, jwk.thumbprint.clone());
-        if let Some(parsed) = self.keys.get(&key) {
-            return Ok(parsed);
+        jwk: &Map<String, Value>,
+    ) -> Result<Arc<CachedKey>, KeyError> {
+        if PRIVATE_MEMBERS.iter().any(|m| jwk.contains_key(*m)) {
+            return Err(KeyError::Private);
         }
-        let parsed = jwk.parse(alg)?;
-        self.keys.insert(key, parsed.clone());
-        Ok(parsed)
+        let mut texts: [Option<&str>; 6] = [None; 6];
+        let mut cacheable = true;
+        for (text, name) in texts.iter_mut().zip(KEY_MEMBERS) {
+            match jwk.get(name) {
+                None => {}
+                Some(Value::String(s)) => *text = Some(s),
+                Some(_) => cacheable = false,
+            }
+        }
+        let hash = cacheable.then(|| {
+            use std::hash::{BuildHasher, Hash, Hasher};
+            let mut h = self.keyer.build_hasher();
+            alg.hash(&mut h);
+            texts.hash(&mut h);
+            h.finish()
+        });
+        if let Some(hit) = hash.and_then(|h| self.keys.get(&h)) {
+            if hit.alg == alg
+                && hit
+                    .members
+                    .iter()
+                    .zip(texts)
+                    .all(|(cached, text)| cached.as_deref() == text)
+            {
+                return Ok(hit);
+            }
+        }
+        let checked = check(jwk, alg)?;
+        let key = checked.parse(alg)?;
+        let entry = Arc::new(CachedKey {
+            alg,
+            members: texts.map(|t| t.map(Box::from)),
+            thumbprint: checked.thumbprint,
+            key,
+        });
+        if let Some(hash) = hash {
+            self.keys.insert(hash, entry.clone());
+        }
+        Ok(entry)
     }
 }
 
@@ -234,6 +288,51 @@ mod tests {
 
     fn obj(json: &str) -> Map<String, Value> {
         serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn key_cache_hits_only_the_same_members_and_rechecks_private_ones() {
+        let ec = r#""kty":"EC","crv":"P-256","x":"l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs","y":"9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA""#;
+        let cache = KeyCache::new(100);
+        let first = cache
+            .get_or_check(Alg::ES256, &obj(&format!("{{{ec}}}")))
+            .unwrap();
+        assert_eq!(
+            first.thumbprint,
+            "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
+        );
+        let again = cache
+            .get_or_check(Alg::ES256, &obj(&format!("{{{ec},\"kid\":\"x\"}}")))
+            .unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "a cache hit");
+        // The cached verdict never covers what the member texts do not decide.
+        assert_eq!(
+            cache
+                .get_or_check(Alg::ES256, &obj(&format!("{{{ec},\"d\":\"AA\"}}")))
+                .err(),
+            Some(KeyError::Private)
+        );
+        assert_eq!(
+            cache
+                .get_or_check(Alg::ES384, &obj(&format!("{{{ec}}}")))
+                .err(),
+            Some(KeyError::WrongType)
+        );
+        let other_y = ec.replace("9VE4", "8VE4");
+        let other = cache.get_or_check(Alg::ES256, &obj(&format!("{{{other_y}}}")));
+        assert!(other.map_or(true, |k| !Arc::ptr_eq(&k, &first)));
+        assert_eq!(
+            cache
+                .get_or_check(
+                    Alg::ES256,
+                    &obj(&format!(
+                        "{{{}}}",
+                        ec.replace(r#""kty":"EC""#, r#""kty":1"#)
+                    ))
+                )
+                .err(),
+            Some(KeyError::Malformed)
+        );
     }
 
     #[test]

@@ -164,7 +164,8 @@ pub struct Verifier {
 
 impl Verifier {
     pub fn new(settings: DpopSettings) -> Self {
-        let window = settings.max_age + settings.clock_skew * 2;
+        // A proof can pass the time check until max_age + clock_skew after its iat.
+        let window = settings.max_age + settings.clock_skew;
         Self {
             settings,
             keys: KeyCache::new(10_000),
@@ -215,13 +216,10 @@ impl Verifier {
             return Err(ProofError::Algorithm);
         }
         let jwk = header.jwk.as_ref().ok_or(ProofError::MissingClaim)?;
-        let checked = jwk::check(jwk, alg).map_err(ProofError::Key)?;
-        let key = self
-            .keys
-            .get_or_parse(alg, &checked)
-            .map_err(ProofError::Key)?;
+        let key = self.keys.get_or_check(alg, jwk).map_err(ProofError::Key)?;
         let signing_input = &proof[..h64.len() + 1 + p64.len()];
-        key.verify_sig(signing_input.as_bytes(), &signature)
+        key.key
+            .verify_sig(signing_input.as_bytes(), &signature)
             .map_err(|_| ProofError::Signature)?;
 
         let (Some(jti), Some(htm), Some(htu), Some(iat), Some(ath)) = (
@@ -254,11 +252,11 @@ impl Verifier {
         if B64.decode(ath).ok().as_deref() != Some(expected_ath.as_ref()) || ath.contains('=') {
             return Err(ProofError::TokenHash);
         }
-        if !self.replay.first_use(&checked.thumbprint, jti) {
+        if !self.replay.first_use(&key.thumbprint, jti, iat, target.now) {
             return Err(ProofError::Replay);
         }
         Ok(VerifiedProof {
-            jkt: checked.thumbprint,
+            jkt: key.thumbprint.clone(),
             nonce: claims.nonce,
         })
     }
