@@ -8,8 +8,8 @@ use tokengate::{app, config::Config, demo, signals, telemetry};
 
 /// mimalloc instead of glibc's malloc: every request allocates and frees small objects (header
 /// maps, buffers, boxed bodies). Measured in BENCHMARKS.md: proxy CPU per request 23.8 -> 21.3 µs
-/// and instructions per request -3.5% in scenario (a); the 100,000-token memory figure is
-/// measured with it.
+/// and instructions per request -3.5% in scenario (a). Built with `no_thp`: transparent huge
+/// pages on its segments cost ~11 MiB of resident memory at start for no measured gain.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
