@@ -7,7 +7,6 @@ use crate::support::{Harness, Options};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -134,7 +133,6 @@ async fn a_response_abandoned_midway_does_not_poison_the_pool() {
     let first = r.chunk().await.expect("chunk").expect("some body");
     assert!(!first.is_empty() && first.len() < size);
     drop(r);
-    tokio::time::sleep(Duration::from_millis(50)).await;
     // Fresh clients so that the gateway sees new client connections too.
     for _ in 0..3 {
         let r = crate::support::client()
